@@ -1,0 +1,29 @@
+"""Schemas of the config groups every stage reads: paths, dataset, shard."""
+from dataclasses import dataclass, field
+from typing import Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class PathsConfig:
+    out_dir: str = MISSING  # where this experiment's files land (set by conf/paths)
+    cache_dir: str = MISSING  # shared, content-keyed results reused across experiments
+    demo_dir: str = MISSING  # where the offline demo domain is built
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING  # short name used in logs and output names
+    root: str = MISSING  # input folder; every image path in the data files is relative to it
+    reference: str = "reference.json"  # reference set (LLaVA style), relative to root
+    pool: str = "pool"  # folder of unlabelled candidate images, relative to root
+    eval: Optional[str] = None  # optional held-out set excluded from retrieval, relative to root
+    description: str = MISSING  # one line naming the task; fills the prompt templates
+    keywords: list[str] = field(default_factory=list)  # subgroup keywords for zero-shot partition
+
+
+@dataclass
+class ShardConfig:
+    index: int = 0  # which slice this job handles, 0-based
+    count: int = 1  # how many slices the work is split into; 1 means no sharding

@@ -1,0 +1,169 @@
+"""What every stage app shares: fingerprints of the config that made a result, freshness
+checks, a content-keyed cache shared across experiments, file locks and stats.json.
+
+A stage's fingerprint hashes the config keys it reads plus its upstream stage's fingerprint, so
+changing an upstream key invalidates everything downstream and nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+from mmgen.contracts import read_json, write_json
+from mmgen.schema import register
+
+register()
+log = logging.getLogger(__name__)
+
+# stage -> (upstream stage, config keys whose values shape its result)
+STAGE_INPUTS: dict[str, tuple[str | None, list[str]]] = {
+    "partition": (None, ["dataset", "clip", "refset", "seed", "task_file"]),
+    "retrieve": ("partition", ["retrieval", "caps_per_image", "total_gen"]),
+    "prompts": ("retrieve", ["mode", "icl", "total_gen", "min_gen_per_candidate", "seed"]),
+    "generate": ("prompts", ["backend.name", "backend.model", "min_gen_per_candidate"]),
+    "filter": ("generate", ["filter"]),
+    "export": ("filter", ["export"]),
+    "report": ("export", []),
+}
+# keys that change how fast a result is made, never what it is
+RUNTIME_KEYS = {"clip.device", "clip.batch_size", "clip.num_workers"}
+MARKER_DIR = ".mmgen"
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _config_value(cfg: DictConfig, key: str):
+    value = OmegaConf.select(cfg, key)
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+        prefix = key + "."
+        for runtime_key in RUNTIME_KEYS:
+            if runtime_key.startswith(prefix):
+                value.pop(runtime_key[len(prefix):], None)
+    return value
+
+
+def input_files(cfg: DictConfig, stage: str) -> list[Path]:
+    """Input files whose content shapes a stage's result beyond the config."""
+    if stage != "partition":
+        return []
+    files = [Path(cfg.dataset.root) / cfg.dataset.reference]
+    if cfg.task_file:
+        files.append(Path(cfg.task_file))
+    return [path for path in files if path.is_file()]
+
+
+def fingerprint(cfg: DictConfig, stage: str) -> str:
+    """A short hash of everything that shapes `stage`'s result, upstream included."""
+    upstream, keys = STAGE_INPUTS[stage]
+    payload = {
+        "stage": stage,
+        "upstream": fingerprint(cfg, upstream) if upstream else None,
+        "config": {key: _config_value(cfg, key) for key in keys},
+        "files": {str(path): _file_digest(path) for path in input_files(cfg, stage)},
+    }
+    encoded = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def out_dir(cfg: DictConfig) -> Path:
+    """This experiment's output folder, created on first use."""
+    path = Path(cfg.paths.out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _marker(cfg: DictConfig, stage: str) -> Path:
+    return out_dir(cfg) / MARKER_DIR / f"{stage}.fingerprint"
+
+
+def is_fresh(cfg: DictConfig, stage: str, outputs: list[str]) -> bool:
+    """True when `outputs` exist in out_dir and were made from the current config."""
+    marker = _marker(cfg, stage)
+    if not marker.exists() or marker.read_text().strip() != fingerprint(cfg, stage):
+        return False
+    return all((out_dir(cfg) / name).exists() for name in outputs)
+
+
+def mark_done(cfg: DictConfig, stage: str) -> None:
+    """Record that out_dir holds `stage`'s result for the current config."""
+    marker = _marker(cfg, stage)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint(cfg, stage) + "\n")
+
+
+def _place(source: Path, target: Path) -> None:
+    """Put a cached file into out_dir: hard link when possible, copy otherwise; atomically."""
+    temporary = target.with_name(f".{target.name}.placing")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)
+
+
+def run_stage(cfg: DictConfig, stage: str, outputs: list[str],
+              compute: Callable[[Path], dict | None], shared: bool = True) -> Path:
+    """Make `stage`'s outputs in out_dir unless they are fresh, and return out_dir.
+
+    compute(work_dir) writes the outputs into work_dir and may return stats for stats.json.
+    With shared=True the result is kept in the cache under its fingerprint, so any experiment
+    with the same upstream config reuses it; a file lock keeps concurrent jobs from racing.
+    With shared=False compute writes straight into out_dir (for resumable, per-run work).
+    """
+    target_dir = out_dir(cfg)
+    if is_fresh(cfg, stage, outputs):
+        log.info("%s: up to date in %s", stage, target_dir)
+        return target_dir
+    started = time.perf_counter()
+    if not shared:
+        stats = compute(target_dir)
+    else:
+        entry = Path(cfg.paths.cache_dir) / stage / fingerprint(cfg, stage)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        stats = None
+        with FileLock(str(entry) + ".lock"):
+            if not (entry / ".complete").exists():
+                work_dir = entry.with_name(entry.name + ".work")
+                shutil.rmtree(work_dir, ignore_errors=True)
+                work_dir.mkdir()
+                stats = compute(work_dir)
+                write_json(work_dir / "stage_stats.json", stats or {})
+                (work_dir / ".complete").touch()
+                shutil.rmtree(entry, ignore_errors=True)
+                os.replace(work_dir, entry)
+            else:
+                log.info("%s: reusing the shared result %s", stage, entry)
+                stats = read_json(entry / "stage_stats.json")
+            for name in outputs:
+                _place(entry / name, target_dir / name)
+    seconds = time.perf_counter() - started
+    log.info("%s: done in %.1f s", stage, seconds)
+    update_stats(cfg, stage, {**(stats or {}), "wall_s": round(seconds, 3)})
+    mark_done(cfg, stage)
+    return target_dir
+
+
+def update_stats(cfg: DictConfig, section: str, values: dict) -> None:
+    """Merge `values` into stats.json[section] under a lock, atomically."""
+    stats_path = out_dir(cfg) / "stats.json"
+    with FileLock(str(stats_path) + ".lock"):
+        stats = read_json(stats_path) if stats_path.exists() else {}
+        stats[section] = values
+        write_json(stats_path, stats)
