@@ -10,7 +10,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,12 @@ from mmgen.contracts import read_json, write_json
 from mmgen.schema import register
 
 register()
+# sweep folders are named by their overrides; quotes around numeric choices stay out of the name
+OmegaConf.register_new_resolver("mmgen_dirname", lambda name: re.sub(r"['\"]", "", name),
+                                replace=True)
 log = logging.getLogger(__name__)
+# config groups whose options are numbers (icl=3, caps_per_image=1,3,5)
+NUMERIC_GROUPS = ("icl", "caps_per_image")
 
 # stage -> (upstream stage, config keys whose values shape its result)
 STAGE_INPUTS: dict[str, tuple[str | None, list[str]]] = {
@@ -167,3 +174,20 @@ def update_stats(cfg: DictConfig, section: str, values: dict) -> None:
         stats = read_json(stats_path) if stats_path.exists() else {}
         stats[section] = values
         write_json(stats_path, stats)
+
+
+def _quote_numeric_choice(arg: str) -> str:
+    match = re.fullmatch(rf"([+~]*(?:{'|'.join(NUMERIC_GROUPS)}))=([0-9]+(?:,[0-9]+)*)", arg)
+    if not match:
+        return arg
+    return match[1] + "=" + ",".join(f"'{choice}'" for choice in match[2].split(","))
+
+
+def launch(hydra_entry: Callable[[], None]) -> None:
+    """Run a stage's Hydra entry, letting numeric group choices (icl=3, icl=1,3,5) through.
+
+    Hydra reads `icl=3` as the integer 3, which it refuses as a config group choice; quoting
+    the choice makes it the option name the user meant.
+    """
+    sys.argv = [sys.argv[0]] + [_quote_numeric_choice(arg) for arg in sys.argv[1:]]
+    hydra_entry()
