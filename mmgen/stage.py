@@ -35,14 +35,24 @@ NUMERIC_GROUPS = ("icl", "caps_per_image")
 STAGE_INPUTS: dict[str, tuple[str | None, list[str]]] = {
     "partition": (None, ["dataset", "clip", "refset", "seed", "task_file"]),
     "retrieve": ("partition", ["retrieval", "caps_per_image", "total_gen"]),
-    "prompts": ("retrieve", ["mode", "icl", "total_gen", "min_gen_per_candidate", "seed"]),
-    "generate": ("prompts", ["backend.name", "backend.model", "min_gen_per_candidate"]),
-    "filter": ("generate", ["filter"]),
+    "prompts": ("retrieve", ["mode", "icl", "total_gen", "min_gen_per_candidate", "seed",
+                             "dataset.description"]),
+    # backend.name is left out: the same model through openai, openai_batch or a proxy gives the
+    # same kind of result, so switching between them resumes the same log
+    "generate": ("prompts", ["backend.model", "backend.deployment", "min_gen_per_candidate",
+                             "generate"]),
+    # filter.batch_size and filter.device only change speed, so they are left out
+    "filter": ("generate", ["filter.scorer", "filter.checks", "filter.keep_fraction",
+                            "filter.select", "seed"]),
     "export": ("filter", ["export"]),
-    "report": ("export", []),
+    "report": ("export", ["report"]),
 }
 # keys that change how fast a result is made, never what it is
-RUNTIME_KEYS = {"clip.device", "clip.batch_size", "clip.num_workers"}
+RUNTIME_KEYS = {"clip.device", "clip.batch_size", "clip.num_workers", "clip.fp16_on_cuda",
+                "generate.concurrency", "generate.rpm", "generate.tpm", "generate.timeout_s",
+                "generate.max_attempts", "generate.backoff_base_s", "generate.backoff_max_s",
+                "generate.retry_failed", "generate.max_cost_usd", "generate.image_cache",
+                "generate.encode_threads", "generate.progress", "generate.prices"}
 MARKER_DIR = ".mmgen"
 
 
@@ -67,6 +77,9 @@ def _config_value(cfg: DictConfig, key: str):
 
 def input_files(cfg: DictConfig, stage: str) -> list[Path]:
     """Input files whose content shapes a stage's result beyond the config."""
+    if stage == "filter":  # generate is resumable, so data.json can grow under the same config
+        data_path = Path(cfg.paths.out_dir) / "data.json"
+        return [data_path] if data_path.is_file() else []
     if stage != "partition":
         return []
     files = [Path(cfg.dataset.root) / cfg.dataset.reference]
@@ -84,6 +97,9 @@ def fingerprint(cfg: DictConfig, stage: str) -> str:
         "config": {key: _config_value(cfg, key) for key in keys},
         "files": {str(path): _file_digest(path) for path in input_files(cfg, stage)},
     }
+    if stage == "retrieve":  # the pool's images and the eval set shape the candidates too
+        from mmgen.pool import retrieval_inputs_digest
+        payload["pool"] = retrieval_inputs_digest(cfg)
     encoded = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 

@@ -5,15 +5,56 @@ from omegaconf import MISSING
 
 
 @dataclass
+class SampleTemplate:
+    # One training sample made from each valid reply item. Placeholders: the item's keys
+    # ({Q}, {A}, {R}, {I}) and {description} (dataset.description, trailing period dropped).
+    # Start `human` with "<image>\n" for samples that carry the candidate image.
+    human: str = MISSING  # text of the human turn
+    gpt: str = MISSING  # text of the answer turn
+
+
+@dataclass
 class ModeConfig:
     name: str = MISSING  # vqa_nr | vqa | tqa | descript | descript_task_desc | vqa_task_desc | generic
-    system: str = MISSING  # system message template
-    instruction: str = MISSING  # user instruction template
+    system: str = MISSING  # system message sent with every prompt
+    # user instruction; placeholders {description}, {n} (items asked per prompt) and {examples}
+    # (the in-context examples, empty when uses_icl is false). The reply-format sentence
+    # (mmgen.modes.reply_format) is always appended after it.
+    instruction: str = MISSING
     reply_keys: list[str] = field(default_factory=list)  # keys every reply item must carry
-    uses_icl: bool = True  # whether in-context examples are sent
-    uses_candidate_image: bool = True  # whether the candidate image is sent
+    uses_icl: bool = True  # whether in-context examples (text + images) are sent
+    uses_candidate_image: bool = True  # whether the candidate image is sent (false: text only)
+    # how one example is written into {examples}; {number} is 1-based, {dialogue} its Q/A turns
+    example: str = "Example {number}:\n{dialogue}"
+    samples: list[SampleTemplate] = field(default_factory=list)  # training samples per item
 
 
 @dataclass
 class IclConfig:
     num_examples: int = 1  # in-context examples per prompt, drawn from the prompt's subgroup
+    # false: a subgroup with fewer references than num_examples is an error;
+    # true: such prompts repeat examples (only then; otherwise draws stay without replacement)
+    with_replacement: bool = False
+
+
+def allow_numeric_group_choices() -> None:
+    """Let `icl=3` (and `-m icl=1,3,5`) pick conf/icl/3.yaml from the command line.
+
+    Hydra parses the bare 3 as an int and rejects ints as group choices; this turns an int
+    choice for an existing config group back into its name. Non-group keys are untouched.
+    """
+    from hydra._internal import defaults_list
+
+    original = defaults_list.Overrides.__init__
+    if getattr(original, "mmgen_numeric_choices", False):
+        return
+
+    def init(self, repo, overrides_list):
+        for override in overrides_list:
+            if (isinstance(override._value, int) and not isinstance(override._value, bool)
+                    and repo.group_exists(override.key_or_group)):
+                override._value = str(override._value)
+        original(self, repo, overrides_list)
+
+    init.mmgen_numeric_choices = True
+    defaults_list.Overrides.__init__ = init

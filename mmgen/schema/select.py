@@ -1,29 +1,35 @@
 """Schemas for partition and retrieval: clip, refset, retrieval, caps_per_image."""
 from dataclasses import dataclass, field
-from typing import Optional
 
 from omegaconf import MISSING
 
 
 @dataclass
 class ClipConfig:
-    arch: str = MISSING  # open_clip architecture name, e.g. ViT-B-32
-    pretrained: Optional[str] = None  # open_clip pretrained tag or a local checkpoint path
-    device: str = "auto"  # auto | cpu | cuda
+    arch: str = MISSING  # open_clip architecture name, e.g. ViT-B-32, or mmgen-tiny-clip
+    pretrained: str | None = None  # open_clip pretrained tag or a local checkpoint path
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    fp16_on_cuda: bool = True  # run the model in float16 when on a GPU
     batch_size: int = 64  # images per forward pass
-    num_workers: int = 2  # image-decoding worker processes
-    templates: list[str] = field(default_factory=lambda: ["{}"])  # text prompt ensemble
+    num_workers: int = 2  # image-decoding worker processes; 0 decodes in the main process
+    templates: list[str] = field(default_factory=lambda: ["{}"])  # text prompt ensemble; {} = keyword
 
 
 @dataclass
 class RefsetConfig:
     name: str = "full"  # full | imbalanced | small | no_partition
+    fraction: float = 0.1  # small: share of each subgroup kept (at least one sample)
+    keyword: str | None = None  # no_partition: the one subgroup's keyword; null = keywords joined
 
 
 @dataclass
 class RetrievalConfig:
+    _target_: str = "mmgen.retrievers.TextRetriever"  # class that builds the subgroup queries
     name: str = "text"  # text | image_centroid | image_knn | random
     min_score: float = 0.0  # cosine similarity below which a pool image is never taken
+    knn_k: int = 1  # image_knn: score = mean cosine to the k nearest reference images
+    near_duplicate_cosine: float | None = 0.98  # pool images this close to a reference or eval
+    #                                                image are excluded; null turns the check off
 
 
 @dataclass

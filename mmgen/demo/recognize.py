@@ -1,0 +1,192 @@
+"""Recognise demo images by content, however the client resized or re-encoded them.
+
+Each image in `truth.json` gets a perceptual signature: a small grayscale thumbnail with its mean
+removed and its norm set to one. A request image matches the demo image whose signature is
+closest (cosine similarity) if that similarity clears a threshold; otherwise it is unknown.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import logging
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mmgen.demo.teacher_faults import seeded_rng
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_SIDE = 32  # gray thumbnail side in pixels: resizing and JPEG barely move it
+COLOUR_SIDE = 16  # colour thumbnail side in pixels: tells apart charts alike but for colours
+COLOUR_WEIGHT = 0.3  # share of the colour thumbnail in the similarity
+# Cosine similarity. Demo images resized to 96..512 px and saved as JPEG q=30..85 score >= 0.98
+# against themselves, two different demo images <= 0.97, random noise <= 0.2.
+MATCH_THRESHOLD = 0.975
+FLAT_STD = 1.0  # gray levels; a thumbnail this flat has no shape to match on
+IMAGE_TOKENS = 255  # prompt tokens counted per image (GPT-4o, one 512 px tile at high detail)
+REPLY_FORMAT = re.compile(r'JSON list of (\d+) objects with the keys ((?:"\w+"(?:, )?)+)')
+REFUSAL = ("I'm sorry, but I can't help with this image. I don't recognise it, so anything I said "
+           "about it would be a guess. (I am the mmgen demo teacher, an offline stand-in for "
+           "GPT-4o that only knows the images of the demo data set.)")
+NO_IMAGE_ANSWER = ("I am the mmgen demo teacher, an offline stand-in for GPT-4o. Send me a demo "
+                   "image and ask for a JSON list of question/answer objects about it.")
+
+
+class UnreadableImage(ValueError):
+    """A request image could not be decoded."""
+
+
+def _unit_thumbnail(image: Image.Image, side: int) -> np.ndarray:
+    # Bicubic downscaling low-passes first, so thin lines land alike whatever the source size.
+    values = np.asarray(image.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32)
+    values = values.ravel() - values.mean()
+    return values / max(float(np.linalg.norm(values)), 1e-6)
+
+
+def image_signature(image: Image.Image) -> np.ndarray | None:
+    """Unit-norm signature: a gray thumbnail for shape plus a coarse colour one; None if flat."""
+    image.draft("RGB", (SIGNATURE_SIDE * 4, SIGNATURE_SIDE * 4))  # JPEG: decode at reduced scale
+    rgb = image.convert("RGB")
+    gray = rgb.convert("L")
+    if np.asarray(gray.resize((SIGNATURE_SIDE, SIGNATURE_SIDE))).std() < FLAT_STD:
+        return None
+    return np.concatenate([_unit_thumbnail(gray, SIGNATURE_SIDE) * (1 - COLOUR_WEIGHT) ** 0.5,
+                           _unit_thumbnail(rgb, COLOUR_SIDE) * COLOUR_WEIGHT ** 0.5])
+
+
+def decode_data_url(url: str) -> Image.Image:
+    """Open a `data:image/...;base64,` URL as a lazy PIL image; raise UnreadableImage if broken."""
+    header, _, payload = url.partition(",")
+    if not header.startswith("data:image/") or ";base64" not in header:
+        raise UnreadableImage(f"expected a base64 data URL 'data:image/...;base64,', got {url[:40]!r}")
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(payload, validate=False)))
+        image.size  # noqa: B018  (forces the header to be read)
+    except (binascii.Error, OSError, ValueError) as err:
+        raise UnreadableImage(f"image data could not be decoded: {err}") from err
+    return image
+
+
+class ImageIndex:
+    """Signatures of every image in a demo data dir's truth.json, and a cached matcher."""
+
+    def __init__(self, data_dir: str | Path, cache_size: int = 4096):
+        self.data_dir = Path(data_dir)
+        truth_path = self.data_dir / "truth.json"
+        if not truth_path.is_file():
+            raise FileNotFoundError(
+                f"{truth_path}: not found; build the demo data first "
+                f"(python -m mmgen.demo data_dir={self.data_dir})"
+            )
+        self.truth: dict[str, dict] = json.loads(truth_path.read_text(encoding="utf-8"))
+        self.paths: list[str] = []
+        signatures = []
+        for relative_path in sorted(self.truth):
+            with Image.open(self.data_dir / relative_path) as image:
+                signature = image_signature(image)
+            if signature is not None:  # a flat image cannot be told apart; leave it unknown
+                self.paths.append(relative_path)
+                signatures.append(signature)
+        self.signatures = np.stack(signatures) if signatures else np.zeros((0, 1))
+        self._cache: OrderedDict[bytes, str | None] = OrderedDict()
+        self._cache_size = cache_size
+        log.info("demo teacher indexed %d of %d images in %s", len(self.paths), len(self.truth),
+                 truth_path)
+
+    def match(self, image: Image.Image) -> str | None:
+        """Path (relative to data_dir) of the demo image `image` shows, or None if unknown."""
+        signature = image_signature(image)
+        if signature is None or not self.paths:
+            return None
+        # einsum, not @: BLAS would spin up threads for this tiny product and burn the CPU
+        similarities = np.einsum("ij,j->i", self.signatures, signature)
+        best = int(np.argmax(similarities))
+        return self.paths[best] if similarities[best] >= MATCH_THRESHOLD else None
+
+    def recognise_url(self, url: str) -> str | None:
+        """Match a data URL, caching by content hash (the same candidate recurs across retries)."""
+        key = hashlib.blake2b(url.encode("ascii", "replace"), digest_size=16).digest()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        path = self.match(decode_data_url(url))
+        self._cache[key] = path
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return path
+
+
+def image_urls(messages: list) -> list[str]:
+    """Every image URL in the request messages, in order."""
+    urls = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "image_url":
+                image_url = part.get("image_url")
+                url = image_url.get("url") if isinstance(image_url, dict) else image_url
+                if isinstance(url, str):
+                    urls.append(url)
+    return urls
+
+
+def message_texts(messages: list) -> list[str]:
+    """Every text in the request messages, in order (string contents and text parts)."""
+    texts = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(part["text"] for part in content
+                         if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return texts
+
+
+def reply_format(texts: list[str]) -> tuple[int, list[str]] | None:
+    """(n, keys) from the last reply format sentence in the texts, or None if there is none."""
+    found = None
+    for text in texts:
+        for found in REPLY_FORMAT.finditer(text):
+            pass
+    if found is None:
+        return None
+    return int(found[1]), re.findall(r'"(\w+)"', found[2])
+
+
+def compose_reply(messages: list, index: ImageIndex) -> tuple[str, int]:
+    """The teacher's reply text to a chat request, and the request's prompt token estimate."""
+    texts, urls = message_texts(messages), image_urls(messages)
+    prompt_tokens = sum(len(text) for text in texts) // 4 + IMAGE_TOKENS * len(urls)
+    return _reply_text(texts, urls, index), prompt_tokens
+
+
+def _reply_text(texts: list[str], urls: list[str], index: ImageIndex) -> str:
+    from mmgen.demo import charts  # drawing code loads only when a reply needs it
+
+    path = index.recognise_url(urls[-1]) if urls else None  # the candidate is the last image
+    if urls and path is None:
+        return REFUSAL
+    entry = index.truth[path] if path else None
+    rng = seeded_rng(path or "no image", *texts)
+    wanted = reply_format(texts)
+    if wanted is None:
+        return charts.describe(entry) if entry else NO_IMAGE_ANSWER
+    count, keys = wanted
+    if entry is None:  # text-only prompt: imagine a chart, describe it in I, ask about it
+        entry = charts.draw(rng.choice(charts.CHART_KINDS), rng)[1]
+    description = charts.describe(entry)
+    if keys == ["A"]:  # answer-only modes ask for what the image shows
+        return json.dumps([{"A": description}] * count, ensure_ascii=False)
+    items = charts.make_qa(entry, rng, count)
+    return json.dumps([{key: item.get(key, description) for key in keys} for item in items],
+                      ensure_ascii=False)

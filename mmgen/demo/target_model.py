@@ -1,0 +1,114 @@
+"""The demo's target model: a tiny image + question -> answer model over characters.
+
+It stands in for the small VLM (LLaVA-1.5-7B in the paper) whose losses drive the filter. A CNN
+turns the image into an 8x8 grid of features, a bidirectional GRU reads the question, and a GRU
+decoder spells the answer while attending over both. Its loss on an answer is the mean
+cross-entropy over the answer's characters plus the end mark: the same quantity the Hugging
+Face scorer computes over answer tokens. Trained by `mmgen/demo/train_target_model.py`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+CHECKPOINT = Path(__file__).parent / "assets" / "target_model.pt"
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+FIRST_CHAR, LAST_CHAR = 32, 126  # printable ASCII; anything else reads as UNK
+VOCAB_SIZE = 4 + LAST_CHAR - FIRST_CHAR + 1
+IMAGE_SIDE = 64  # images are squashed to this square before the CNN
+MAX_QUESTION_CHARS = 160  # longer questions keep their end, where the asked-about part is
+MAX_ANSWER_CHARS = 120  # longer answers are cut; the loss covers what is left
+
+
+def encode_chars(text: str) -> list[int]:
+    """Character ids of `text` (no BOS/EOS)."""
+    return [4 + ord(c) - FIRST_CHAR if FIRST_CHAR <= ord(c) <= LAST_CHAR else UNK for c in text]
+
+
+def image_tensor(image: Image.Image) -> torch.Tensor:
+    """A (3, IMAGE_SIDE, IMAGE_SIDE) float tensor in [-1, 1]."""
+    small = image.convert("RGB").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BILINEAR)
+    pixels = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8)
+    return pixels.view(IMAGE_SIDE, IMAGE_SIDE, 3).permute(2, 0, 1).float() / 127.5 - 1.0
+
+
+def _pad(rows: list[list[int]]) -> torch.Tensor:
+    width = max(1, max(len(row) for row in rows))
+    return torch.tensor([row + [PAD] * (width - len(row)) for row in rows], dtype=torch.long)
+
+
+def encode_batch(questions: list[str], answers: list[str]) -> dict[str, torch.Tensor]:
+    """Padded question ids, decoder inputs (BOS + answer) and targets (answer + EOS)."""
+    question_ids = [encode_chars(q)[-MAX_QUESTION_CHARS:] or [UNK] for q in questions]
+    answer_ids = [encode_chars(a)[:MAX_ANSWER_CHARS] for a in answers]
+    return {"question": _pad(question_ids),
+            "decoder_input": _pad([[BOS] + ids for ids in answer_ids]),
+            "target": _pad([ids + [EOS] for ids in answer_ids])}
+
+
+class TinyVQA(nn.Module):
+    """CNN image grid + GRU question encoder + attentive GRU answer decoder."""
+
+    def __init__(self, width: int = 128, embed: int = 64):
+        super().__init__()
+        self.config = {"width": width, "embed": embed}
+        self.image_encoder = nn.Sequential(
+            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(64, 96, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(96, width, 3, stride=1, padding=1))  # -> (width, 8, 8)
+        self.position = nn.Parameter(torch.zeros(1, (IMAGE_SIDE // 8) ** 2, width))
+        self.embedding = nn.Embedding(VOCAB_SIZE, embed, padding_idx=PAD)
+        self.question_encoder = nn.GRU(embed, width // 2, batch_first=True, bidirectional=True)
+        self.decoder = nn.GRU(embed, width, batch_first=True)
+        self.initial_state = nn.Linear(2 * width, width)
+        self.output = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(),
+                                    nn.Linear(width, VOCAB_SIZE))
+
+    def forward(self, images: torch.Tensor, question: torch.Tensor,
+                decoder_input: torch.Tensor) -> torch.Tensor:
+        """Next-character logits (batch, answer length + 1, vocab)."""
+        grid = self.image_encoder(images).flatten(2).transpose(1, 2) + self.position
+        question_mask = question != PAD
+        question_states, _ = self.question_encoder(self.embedding(question))
+        memory = torch.cat([grid, question_states], dim=1)
+        memory_mask = torch.cat([torch.ones(grid.shape[:2], dtype=torch.bool, device=grid.device),
+                                 question_mask], dim=1)
+        question_mean = ((question_states * question_mask[..., None]).sum(1)
+                         / question_mask.sum(1, keepdim=True).clamp(min=1))
+        start = torch.tanh(self.initial_state(torch.cat([grid.mean(1), question_mean], dim=1)))
+        states, _ = self.decoder(self.embedding(decoder_input), start[None].contiguous())
+        attention = torch.einsum("bld,bmd->blm", states, memory) / memory.shape[-1] ** 0.5
+        attention = attention.masked_fill(~memory_mask[:, None, :], float("-inf")).softmax(-1)
+        context = torch.einsum("blm,bmd->bld", attention, memory)
+        return self.output(torch.cat([states, context], dim=-1))
+
+
+def sequence_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per row over the non-padding targets (answer characters + EOS)."""
+    token_losses = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=PAD,
+                                   reduction="none")
+    counts = (target != PAD).sum(1).clamp(min=1)
+    return token_losses.sum(1) / counts
+
+
+def load_target_model(path: str | Path | None = None, device: str = "cpu") -> TinyVQA:
+    """The committed demo target model (or another checkpoint written by the training script)."""
+    path = Path(path) if path else CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"demo target model checkpoint '{path}' not found; train one with "
+                                "python -m mmgen.demo.train_target_model")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    model = TinyVQA(**checkpoint["config"])
+    model.load_state_dict({k: v.float() for k, v in checkpoint["state_dict"].items()})
+    return model.to(device).eval()
+
+
+def save_target_model(model: TinyVQA, path: str | Path, metadata: dict) -> None:
+    """Save weights in fp16 (halves the committed file) with the model's shape and metadata."""
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save({"config": model.config, "state_dict": state, "metadata": metadata}, path)

@@ -1,0 +1,73 @@
+"""Deterministic fault injection for the demo teacher.
+
+Whether a request fails, and how, depends only on (seed, request body, how many times that same
+body arrived before). So a run sees the same faults whatever order its requests arrive in, and a
+retry of a failed request gets a fresh draw.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import struct
+import threading
+
+# Order matters only for how one uniform draw is split into intervals.
+FAULT_KINDS = ("rate_limit", "server", "malformed", "stall", "drop")
+
+
+class FaultPlan:
+    """Draws the fault (or None) for each arriving request body."""
+
+    def __init__(self, seed: int, rates: dict[str, float]):
+        unknown = set(rates) - set(FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {FAULT_KINDS}")
+        for kind, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"fault rate for {kind} is {rate}; it must lie in [0, 1]")
+        if sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError(f"fault rates sum to {sum(rates.values()):.3f}; they must sum to <= 1")
+        self.seed = seed
+        self.rates = {kind: float(rates.get(kind, 0.0)) for kind in FAULT_KINDS}
+        self._seen: dict[bytes, int] = {}
+        self._lock = threading.Lock()
+
+    def draw(self, body_digest: bytes) -> str | None:
+        """Fault kind for the next arrival of the body with this digest, or None for a clean reply."""
+        with self._lock:
+            occurrence = self._seen.get(body_digest, 0)
+            self._seen[body_digest] = occurrence + 1
+        key = struct.pack("<qq", self.seed, occurrence) + body_digest
+        draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") / 2.0**64
+        threshold = 0.0
+        for kind in FAULT_KINDS:
+            threshold += self.rates[kind]
+            if draw < threshold:
+                return kind
+        return None
+
+
+def malformed_reply(valid_reply: str, body_digest: bytes) -> str:
+    """A reply a JSON parser rejects: the valid one truncated, prose-wrapped or in Python syntax."""
+    style = body_digest[0] % 3
+    if style == 0:
+        broken = valid_reply[: max(1, len(valid_reply) * 2 // 3)]
+    elif style == 1:
+        broken = f"Sure! Here are the items you asked for:\n{valid_reply}\nAnything else?"
+    else:  # Python syntax: single-quoted strings, which JSON refuses
+        broken = valid_reply.replace('"', "'")
+    try:
+        json.loads(broken)
+    except ValueError:
+        return broken
+    return "[" + broken  # still parsed (e.g. a reply without quotes): unbalance it
+
+
+def seeded_rng(*parts: str | bytes) -> random.Random:
+    """A random.Random seeded from a stable hash of `parts` (not Python's salted hash())."""
+    digest = hashlib.blake2b(digest_size=8)
+    for part in parts:
+        digest.update(part.encode() if isinstance(part, str) else part)
+        digest.update(b"\x00")
+    return random.Random(int.from_bytes(digest.digest(), "little"))

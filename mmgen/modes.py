@@ -1,0 +1,94 @@
+"""Generation modes: the prompt text a mode sends, the reply items it expects, and the training
+samples each item becomes. The wording lives in conf/mode/<name>.yaml; this module only fills it.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from omegaconf import DictConfig
+
+
+def reply_format(keys, n: int) -> str:
+    """The sentence every prompt carries: `Reply with only a JSON list of {n} objects with the keys "Q", "A".`"""
+    quoted = ", ".join(json.dumps(str(key)) for key in keys)
+    return f"Reply with only a JSON list of {n} objects with the keys {quoted}."
+
+
+def task_phrase(description: str) -> str:
+    """The dataset description as a phrase inside a sentence: no trailing period, and a capital
+    first letter lowered unless the first word is an acronym ("Spatial reasoning" -> "spatial
+    reasoning", "AI2D diagrams" unchanged)."""
+    phrase = description.strip().rstrip(".").strip()
+    if len(phrase) > 1 and phrase[0].isupper() and not phrase[1].isupper():
+        phrase = phrase[0].lower() + phrase[1:]
+    return phrase
+
+
+def render_prompt_text(mode_cfg: DictConfig | Mapping, description: str, n: int,
+                       examples_text: str) -> str:
+    """The user text of one prompt: the mode's instruction filled in, then the reply format."""
+    instruction = mode_cfg["instruction"].format(
+        description=task_phrase(description), n=n, examples=examples_text.strip()
+    )
+    return f"{instruction.strip()}\n\n{reply_format(mode_cfg['reply_keys'], n)}"
+
+
+def validate_items(mode_cfg: DictConfig | Mapping, items) -> list[dict]:
+    """Check reply items against the mode's keys; return them with only those keys (stripped).
+
+    Raises ValueError naming the item (0-based) and the key when an item is not an object, a
+    key is missing, or a value is not a non-empty string.
+    """
+    keys = list(mode_cfg["reply_keys"])
+    expected = ", ".join(json.dumps(key) for key in keys)
+    if not isinstance(items, list):
+        raise ValueError(f"reply: expected a JSON list of objects with the keys {expected}, "
+                         f"got {type(items).__name__}")
+    checked = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"item {index}: expected an object with the keys {expected}, "
+                             f"got {type(item).__name__}")
+        for key in keys:
+            if key not in item:
+                raise ValueError(f"item {index}: missing key {json.dumps(key)} "
+                                 f"(every item needs the keys {expected})")
+            value = item[key]
+            if not isinstance(value, str):
+                raise ValueError(f"item {index} key {json.dumps(key)}: expected a string, "
+                                 f"got {type(value).__name__} {json.dumps(value)[:60]}")
+            if not value.strip():
+                raise ValueError(f"item {index} key {json.dumps(key)}: is empty")
+        checked.append({key: item[key].strip() for key in keys})
+    return checked
+
+
+class _Fields(dict):
+    """Template fields; a placeholder the item lacks names the template and the key."""
+
+    def __init__(self, values: dict, template: str):
+        super().__init__(values)
+        self.template = template
+
+    def __missing__(self, key: str) -> str:
+        raise ValueError(f"sample template {self.template!r} uses {{{key}}}, which is not one of "
+                         f"{sorted(self)}; fix the mode's `samples` or `reply_keys`")
+
+
+def _fill(template: str, fields: dict) -> str:
+    return template.format_map(_Fields(fields, template))
+
+
+def training_conversations(mode_cfg: DictConfig | Mapping, item: Mapping,
+                           description: str) -> list[list[dict]]:
+    """The training conversations one valid item becomes, from the mode's sample templates."""
+    fields = {**{key: str(value) for key, value in item.items()},
+              "description": task_phrase(description)}
+    conversations = []
+    for template in mode_cfg["samples"]:
+        conversations.append([
+            {"from": "human", "value": _fill(template["human"], fields)},
+            {"from": "gpt", "value": _fill(template["gpt"], fields)},
+        ])
+    return conversations

@@ -1,0 +1,167 @@
+"""Stage 1, partition: split the reference set into keyword subgroups by CLIP zero-shot
+classification, and write `<out_dir>/task.json` (seed format, no candidates yet).
+
+With `task_file` set, its subgroups are used instead. The `refset` group then reshapes the
+subgroups for the seed's ablations: full, imbalanced, small, no_partition.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from mmgen.contracts import ContractError, load_reference, load_task, sample_image_path, write_task
+from mmgen.stage import run_stage
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ["task.json", "partition.json"]  # partition.json stays as made, for retrieve to start from
+REFSETS = ("full", "imbalanced", "small", "no_partition")
+
+
+def run(cfg: DictConfig) -> Path:
+    """Write task.json with the subgroups (unless fresh); returns out_dir."""
+    prepare_dataset(cfg)
+    return run_stage(cfg, "partition", OUTPUTS, lambda work_dir: _partition(cfg, work_dir))
+
+
+def prepare_dataset(cfg: DictConfig) -> None:
+    """Build the demo domain on first use; check the refset option early."""
+    if cfg.refset.name not in REFSETS:
+        raise ValueError(f"refset.name '{cfg.refset.name}' is not one of {', '.join(REFSETS)}")
+    if cfg.dataset.name == "demo":
+        from mmgen.demo import ensure_demo_data
+
+        ensure_demo_data(cfg.dataset.root)
+
+
+def _partition(cfg: DictConfig, work_dir: Path) -> dict:
+    root = Path(cfg.dataset.root)
+    keywords = list(cfg.dataset.keywords)
+    if cfg.task_file:
+        task = load_task_file(cfg)
+        source = f"task file {cfg.task_file}"
+    else:
+        task = load_reference(root / cfg.dataset.reference)
+        check_reference_images(task, root / cfg.dataset.reference, root, cfg.check_images)
+        if not keywords:
+            raise ValueError(f"dataset.keywords is empty for dataset '{cfg.dataset.name}': "
+                             "list the subgroup keywords, e.g. [bar chart, pie chart]")
+        if cfg.refset.name == "no_partition" or len(keywords) == 1:
+            keyword = keywords[0] if len(keywords) == 1 else " or ".join(keywords)
+            task["subgroups"] = [_subgroup(keyword, range(len(task["samples"])))]
+            source = "one subgroup, no classification needed"
+        else:
+            task["subgroups"] = classify(cfg, task, keywords)
+            source = f"CLIP {cfg.clip.arch} zero-shot"
+    task["subgroups"] = apply_refset(task["subgroups"], cfg.refset, keywords, cfg.seed)
+    counts = {group["keyword"]: len(group["reference_sample_idx"]) for group in task["subgroups"]}
+    log.info("partition (%s, refset=%s): %s", source, cfg.refset.name,
+             ", ".join(f"{keyword}: {count}" for keyword, count in counts.items()))
+    for name in OUTPUTS:
+        write_task(work_dir / name, task)
+    return {"source": source, "refset": cfg.refset.name, "samples": len(task["samples"]),
+            "subgroup_sizes": counts}
+
+
+def _subgroup(keyword: str, indices) -> dict:
+    return {"keyword": keyword, "reference_sample_idx": sorted(int(i) for i in indices),
+            "candidate_image_paths": []}
+
+
+def check_reference_images(reference: dict, path: Path, root: Path, check: bool) -> None:
+    """Every reference image must exist under dataset.root, or the error names the sample."""
+    if not check:
+        return
+    for index, sample in enumerate(reference["samples"]):
+        image = sample_image_path(reference, sample)
+        if not (root / image).is_file():
+            raise ContractError(path, f"sample {index} field 'image_1'",
+                                f"image '{image}' not found under dataset.root '{root}'; "
+                                "fix dataset.root or image_folder (or set check_images=false)")
+
+
+def load_task_file(cfg: DictConfig) -> dict:
+    """Load a seed-format task file; with check_images, every image it names must exist."""
+    path, root = Path(cfg.task_file), Path(cfg.dataset.root)
+    task = load_task(path)
+    check_reference_images(task, path, root, cfg.check_images)
+    if cfg.check_images:
+        for group_index, group in enumerate(task["subgroups"]):
+            for position, candidate in enumerate(group.get("candidate_image_paths", [])):
+                if not (root / candidate).is_file():
+                    raise ContractError(path, f"subgroup {group_index} ('{group['keyword']}') "
+                                        f"field 'candidate_image_paths[{position}]'",
+                                        f"image '{candidate}' not found under dataset.root "
+                                        f"'{root}'; fix dataset.root (or set check_images=false)")
+    return task
+
+
+def classify(cfg: DictConfig, reference: dict, keywords: list[str]) -> list[dict]:
+    """One subgroup per keyword: each reference image goes to its most similar keyword text."""
+    from mmgen.clip import ClipEncoder
+    from mmgen.pool import EmbeddingStore, FileHasher
+
+    root = Path(cfg.dataset.root)
+    images = [root / sample_image_path(reference, sample) for sample in reference["samples"]]
+    encoder = ClipEncoder(cfg.clip)
+    hashes = FileHasher(cfg.paths.cache_dir, cfg.clip.num_workers).hash(images)
+    store = EmbeddingStore(cfg.paths.cache_dir, encoder)
+    store.add(images, hashes, label="reference images")
+    for index, file_hash in enumerate(hashes):
+        if file_hash in store.failures:
+            raise ContractError(root / cfg.dataset.reference, f"sample {index} field 'image_1'",
+                                f"image '{images[index]}' cannot be read "
+                                f"({store.failures[file_hash]}); replace or remove the sample")
+    queries = encoder.keyword_queries(keywords, list(cfg.clip.templates))
+    assigned = (store.gather(hashes) @ queries.T).argmax(axis=1)
+    subgroups = []
+    for keyword_index, keyword in enumerate(keywords):
+        members = np.flatnonzero(assigned == keyword_index)
+        if not len(members):
+            log.warning("partition: no reference image was classified as '%s'; dropping that "
+                        "keyword's subgroup", keyword)
+            continue
+        subgroups.append(_subgroup(keyword, members))
+    return subgroups
+
+
+def apply_refset(subgroups: list[dict], refset: DictConfig, keywords: list[str],
+                 seed: int) -> list[dict]:
+    """Reshape subgroups for the seed's reference-set ablations, deterministically by seed."""
+    rng = np.random.default_rng(seed)
+
+    def sample(group: dict, size: int) -> dict:
+        kept = rng.choice(group["reference_sample_idx"], size=size, replace=False)
+        return {**group, "reference_sample_idx": sorted(int(i) for i in kept)}
+
+    sizes = [len(group["reference_sample_idx"]) for group in subgroups]
+    if refset.name == "small":
+        return [sample(group, max(1, math.ceil(size * refset.fraction)))
+                for group, size in zip(subgroups, sizes)]
+    if refset.name == "imbalanced":
+        largest = int(np.argmax(sizes))
+        return [sample(group, min(sizes)) if index == largest else group
+                for index, group in enumerate(subgroups)]
+    if refset.name == "no_partition" and len(subgroups) > 1:
+        keyword = refset.keyword or " or ".join(group["keyword"] for group in subgroups)
+        merged = _subgroup(keyword, set().union(*(g["reference_sample_idx"] for g in subgroups)))
+        merged["candidate_image_paths"] = list(dict.fromkeys(
+            path for group in subgroups for path in group.get("candidate_image_paths", [])))
+        return [merged]
+    if refset.name == "no_partition" and refset.keyword:
+        return [{**subgroups[0], "keyword": refset.keyword}]
+    return subgroups
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

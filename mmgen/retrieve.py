@@ -1,0 +1,195 @@
+"""Stage 2, retrieve: pick candidate pool images for each subgroup and add them, with their
+scores, to `<out_dir>/task.json` (paths relative to dataset.root).
+
+The pool is embedded once per model into the content-keyed cache (mmgen.pool); sharded jobs
+(`shard.count > 1`) only embed their slice, and a later plain run merges the slices and selects.
+No reference or eval image comes back: copies are caught by content hash, near duplicates by
+cosine. Quotas follow `caps_per_image`; a shortfall is logged, never padded.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hydra
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mmgen.contracts import load_reference, load_task, sample_image_path, write_task
+from mmgen.stage import out_dir, run_stage, update_stats
+from mmgen.topk import iter_windows, select_top_k, subgroup_quotas
+
+log = logging.getLogger(__name__)
+
+LISTED_FAILURES = 100  # unreadable pool files named one by one in the log and stats
+
+
+def run(cfg: DictConfig) -> Path:
+    """Add candidates to task.json (running partition first if needed); returns out_dir."""
+    if cfg.shard.count > 1:
+        return embed_shard(cfg)
+    from mmgen import partition
+
+    partition.run(cfg)
+    return run_stage(cfg, "retrieve", ["task.json"], lambda work_dir: _retrieve(cfg, work_dir))
+
+
+def _tools(cfg: DictConfig):
+    from mmgen.clip import ClipEncoder
+    from mmgen.pool import EmbeddingStore, FileHasher
+
+    encoder = ClipEncoder(cfg.clip)
+    hasher = FileHasher(cfg.paths.cache_dir, cfg.clip.num_workers)
+    return encoder, hasher, EmbeddingStore(cfg.paths.cache_dir, encoder)
+
+
+def embed_shard(cfg: DictConfig) -> Path:
+    """Embed slice shard.index of shard.count of the pool into the shared cache; select nothing."""
+    from mmgen.partition import prepare_dataset
+    from mmgen.pool import list_images
+
+    index, count = cfg.shard.index, cfg.shard.count
+    if not 0 <= index < count:
+        raise ValueError(f"shard.index={index} is outside 0..{count - 1} (shard.count={count})")
+    prepare_dataset(cfg)
+    root = Path(cfg.dataset.root)
+    files = [root / path for path in list_images(root, cfg.dataset.pool)[index::count]]
+    _, hasher, store = _tools(cfg)
+    counts = store.add(files, hasher.hash(files), label=f"pool shard {index + 1}/{count}")
+    log.info("pool shard %d/%d: %d images embedded, %d already cached, in %s; run again "
+             "without shard.count to merge the shards and select candidates",
+             index + 1, count, counts["embedded"], counts["cached"], store.directory)
+    update_stats(cfg, f"retrieve_shard_{index}_of_{count}", counts)
+    return out_dir(cfg)
+
+
+@dataclass
+class PoolView:
+    """The pool images that may become candidates, and why the others may not."""
+
+    candidates: list[tuple[str, str]] = field(default_factory=list)  # (path, hash), unique content
+    excluded: dict[str, int] = field(default_factory=dict)  # reason -> count
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def _held_out_images(cfg: DictConfig) -> list[str]:
+    """The eval set's images relative to dataset.root (none without dataset.eval)."""
+    if not cfg.dataset.eval:
+        return []
+    eval_path = Path(cfg.dataset.root) / cfg.dataset.eval
+    if not eval_path.is_file():
+        raise FileNotFoundError(f"dataset.eval '{eval_path}' not found: fix the path, or set "
+                                "dataset.eval=null to skip the eval-leakage check")
+    held_out = load_reference(eval_path)
+    return sorted({sample_image_path(held_out, sample) for sample in held_out["samples"]})
+
+
+def scan_pool(pool_paths: list[str], pool_hashes: list[str], failures: dict[str, str],
+              excluded_hashes: dict[str, set[str]]) -> PoolView:
+    """Drop unreadable files, content copies of excluded images, and duplicate content."""
+    view = PoolView(excluded={f"{name} copies": 0 for name in excluded_hashes})
+    view.excluded["duplicate pool files"] = 0
+    seen: set[str] = set()
+    for path, file_hash in zip(pool_paths, pool_hashes):
+        reason = next((name for name, hashes in excluded_hashes.items() if file_hash in hashes),
+                      None)
+        if file_hash in failures:
+            view.unreadable.append((path, failures[file_hash]))
+        elif reason:
+            view.excluded[f"{reason} copies"] += 1
+        elif file_hash in seen:
+            view.excluded["duplicate pool files"] += 1
+        else:
+            seen.add(file_hash)
+            view.candidates.append((path, file_hash))
+    return view
+
+
+def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
+    from mmgen.pool import list_images
+    from mmgen.retrievers import RetrievalContext
+
+    root = Path(cfg.dataset.root)
+    task = load_task(out_dir(cfg) / "partition.json")
+    subgroups = task["subgroups"]
+    todo = [i for i, group in enumerate(subgroups) if not group.get("candidate_image_paths")]
+    if not todo:
+        log.info("retrieve: every subgroup of the task file has candidates; keeping them")
+        write_task(work_dir / "task.json", task)
+        return {"kept_from_task_file": len(subgroups)}
+    encoder, hasher, store = _tools(cfg)
+
+    def hashes_of(paths: list[str]) -> list[str]:
+        return hasher.hash([root / path for path in paths])
+
+    pool_paths = list_images(root, cfg.dataset.pool)
+    pool_hashes = hashes_of(pool_paths)
+    embedding = store.add([root / path for path in pool_paths], pool_hashes, label="pool")
+    reference_images = [sample_image_path(task, sample) for sample in task["samples"]]
+    eval_images = _held_out_images(cfg)
+    guard_hashes = hashes_of(reference_images) + hashes_of(eval_images)
+    store.add([root / p for p in reference_images + eval_images], guard_hashes, "reference/eval")
+    view = scan_pool(pool_paths, pool_hashes, store.failures, {
+        "reference": set(guard_hashes[:len(reference_images)]),
+        "eval": set(guard_hashes[len(reference_images):]),
+        "task file candidate": set(hashes_of([p for g in subgroups
+                                              for p in g.get("candidate_image_paths", [])]))})
+    for path, reason in view.unreadable[:LISTED_FAILURES]:
+        log.warning("retrieve: skipping unreadable pool file %s: %s", path, reason)
+    if len(view.unreadable) > LISTED_FAILURES:
+        log.warning("retrieve: ... and %d more unreadable pool files",
+                    len(view.unreadable) - LISTED_FAILURES)
+
+    readable_guard = [h for h in guard_hashes if h not in store.failures]
+    guard = store.gather(readable_guard) if readable_guard else None
+    context = RetrievalContext(
+        keywords=[subgroups[i]["keyword"] for i in todo], templates=list(cfg.clip.templates),
+        encoder=encoder, reference_embeddings=[store.gather(
+            [guard_hashes[j] for j in subgroups[i]["reference_sample_idx"]
+             if guard_hashes[j] not in store.failures]) for i in todo],
+        num_candidates=len(view.candidates), seed=cfg.seed)
+    retriever = instantiate(cfg.retrieval)
+    all_quotas = subgroup_quotas(cfg.total_gen, [len(g["reference_sample_idx"]) for g in subgroups],
+                                 cfg.caps_per_image.num_captions)
+    quotas = [all_quotas[i] for i in todo]
+    width = max([len(todo), *(len(group) for group in context.reference_embeddings)])
+    windows = iter_windows(store.layout([file_hash for _, file_hash in view.candidates]), width)
+    min_score = retriever.min_score if retriever.scored else -np.inf
+    chosen, search = select_top_k(windows, retriever.score_fn(context), quotas, min_score, guard,
+                                  retriever.near_duplicate_cosine)
+    view.excluded["near duplicates"] = search["near_duplicates"]
+    log.info("retrieve: %d unreadable pool files skipped; excluded %s", len(view.unreadable),
+             ", ".join(f"{count} {reason}" for reason, count in view.excluded.items()))
+
+    subgroup_stats = {}
+    for group_index, quota, supply, (positions, scores) in zip(todo, quotas, search["supply"],
+                                                               chosen):
+        group = subgroups[group_index]
+        group["candidate_image_paths"] = [view.candidates[p][0] for p in positions]
+        group.pop("candidate_scores", None)
+        if retriever.scored:
+            group["candidate_scores"] = [round(float(s), 6) for s in scores]
+        if len(positions) < quota:
+            log.warning("retrieve: subgroup '%s' needs %d images but only %d pool images qualify "
+                        "(retrieval=%s, min_score=%s); taking %d, not padding", group["keyword"],
+                        quota, supply, retriever.name, retriever.min_score, len(positions))
+        log.info("retrieve: '%s' gets %d of %d candidates", group["keyword"], len(positions), quota)
+        subgroup_stats[group["keyword"]] = {"quota": quota, "taken": len(positions),
+                                            "supply": int(supply)}
+    write_task(work_dir / "task.json", task)
+    return {"retrieval": retriever.name, "pool_files": len(pool_paths), "embedding": embedding,
+            "excluded": view.excluded, "unreadable": len(view.unreadable),
+            "unreadable_files": [{"path": p, "reason": r}
+                                 for p, r in view.unreadable[:LISTED_FAILURES]],
+            "subgroups": subgroup_stats}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

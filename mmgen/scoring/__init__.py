@@ -1,0 +1,78 @@
+"""Scoring generated samples with the target model: the interface every scorer follows.
+
+A scorer turns samples into losses: the mean token cross-entropy of the answer given the image
+and the question, with the prompt tokens masked out. Higher loss = the target model finds the
+sample harder, which is what the MM-Gen filter keeps.
+"""
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from PIL import Image
+
+from mmgen.contracts import question_and_answer
+
+IMAGE_TAG = re.compile(r"<image>\s*")
+
+
+class Scorer(ABC):
+    """Scores samples by the target model's mean answer-token loss (nats per token)."""
+
+    def __init__(self, device: str = "auto", batch_size: int = 16):
+        self.device = resolve_device(device)
+        self.batch_size = max(1, int(batch_size))
+
+    @abstractmethod
+    def score(self, samples: Sequence[dict], image_root: str | Path) -> list[float]:
+        """Loss per sample, in input order; images are relative to `image_root`."""
+
+    @property
+    def name(self) -> str:
+        """What scored the samples, for logs and provenance."""
+        return type(self).__name__
+
+
+def resolve_device(device: str) -> str:
+    """'auto' becomes cuda when a GPU is present, else cpu."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def prompt_and_answer(sample: dict) -> tuple[str, str]:
+    """The sample's question without its `<image>` tag, and its answer."""
+    question, answer = question_and_answer(sample)
+    return IMAGE_TAG.sub("", question).strip(), answer.strip()
+
+
+def load_image(image_root: str | Path, relative_path: str, max_side: int | None = None) -> Image.Image:
+    """Open an image as RGB, downscaled so its longer side is at most `max_side`."""
+    path = Path(image_root) / relative_path
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"image '{relative_path}' under '{image_root}' could not be read "
+                                f"({err}); check data.json's image_folder") from err
+    if max_side and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side))
+    return image
+
+
+def batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    """Consecutive slices of `items`, `size` at a time."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def build_scorer(filter_cfg) -> Scorer:
+    """Instantiate the scorer named by `filter.scorer._target_` with the filter's runtime knobs."""
+    from hydra.utils import instantiate
+
+    return instantiate(filter_cfg.scorer, device=filter_cfg.device, batch_size=filter_cfg.batch_size,
+                       _convert_="all")

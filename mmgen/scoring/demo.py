@@ -1,0 +1,48 @@
+"""Score samples with the demo's tiny target model (mmgen/demo/target_model.py), offline."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mmgen.scoring import Scorer, batches, load_image, prompt_and_answer
+
+log = logging.getLogger(__name__)
+
+
+class DemoTargetScorer(Scorer):
+    """Mean answer-character loss from the committed demo target model (or a given checkpoint)."""
+
+    def __init__(self, model: str | None = None, device: str = "auto", batch_size: int = 64,
+                 **hf_only_options):
+        super().__init__(device, batch_size)
+        unused = {key: value for key, value in hf_only_options.items() if value not in (None, "auto")}
+        if unused:
+            log.warning("the demo target model ignores %s", ", ".join(f"filter.scorer.{k}" for k in unused))
+        self.checkpoint = model
+        self.model = None
+
+    @property
+    def name(self) -> str:
+        return f"demo-target-model:{self.checkpoint}" if self.checkpoint else "demo-target-model"
+
+    @torch.inference_mode()
+    def score(self, samples: Sequence[dict], image_root: str | Path) -> list[float]:
+        """Mean loss over each answer's characters plus its end mark, batched."""
+        from mmgen.demo.target_model import (IMAGE_SIDE, encode_batch, image_tensor,
+                                             load_target_model, sequence_losses)
+
+        if self.model is None:
+            self.model = load_target_model(self.checkpoint, self.device)
+        blank = torch.zeros(3, IMAGE_SIDE, IMAGE_SIDE)  # text-only samples (tqa) see a grey image
+        losses: list[float] = []
+        for batch in batches(samples, self.batch_size):
+            questions, answers = zip(*(prompt_and_answer(sample) for sample in batch))
+            images = torch.stack([image_tensor(load_image(image_root, s["image_1"]))
+                                  if s.get("image_1") else blank for s in batch])
+            encoded = {k: v.to(self.device) for k, v in encode_batch(list(questions), list(answers)).items()}
+            logits = self.model(images.to(self.device), encoded["question"], encoded["decoder_input"])
+            losses += sequence_losses(logits, encoded["target"]).tolist()
+        return losses

@@ -1,0 +1,159 @@
+"""Scorers and cheap checks: the Hugging Face path on a tiny LLaVA built offline, and the rules."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from mmgen.scoring import build_scorer
+from mmgen.scoring.checks import answer_in_options, apply_checks, is_number, parse_options
+from mmgen.scoring.hf import HFScorer
+from mmgen.scoring.random_model import save_random_llava
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory) -> Path:
+    return save_random_llava(tmp_path_factory.mktemp("tiny_llava"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for index, size in enumerate([(40, 30), (64, 64), (50, 90)]):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / f"{index}.png")
+    return root
+
+
+def sample(index: int | None, question: str, answer: str) -> dict:
+    record = {"id": f"s{index}", "conversations": [
+        {"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": answer}]}
+    if index is not None:
+        record["image_1"] = f"{index}.png"
+    return record
+
+
+SAMPLES = [sample(0, "What is the value of the tallest bar?", "42"),
+           sample(1, "Which slice is the largest?", "Apples have the largest share"),
+           sample(None, "How many lines are drawn?", "three"),  # text-only
+           sample(2, "Which city lies to the north of the river in this chart, please?", "Oslo")]
+
+
+def manual_loss(folder: Path, image_root: Path, record: dict) -> float:
+    """Cross-entropy over the answer tokens, from one unpadded forward pass of the whole text."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder)
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    question = record["conversations"][0]["value"].replace("<image>\n", "")
+    answer = record["conversations"][1]["value"]
+    content = ([{"type": "image"}] if "image_1" in record else []) + [{"type": "text", "text": question}]
+    prompt = processor.apply_chat_template([{"role": "user", "content": content}],
+                                           add_generation_prompt=True)
+    images = [Image.open(image_root / record["image_1"]).convert("RGB")] if "image_1" in record else None
+    inputs = processor(text=[prompt + " " + answer], images=images, return_tensors="pt")
+    answer_ids = processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
+    ids = inputs["input_ids"][0]
+    n = len(answer_ids)
+    assert ids[-n:].tolist() == answer_ids  # the answer is the text's last n tokens
+    with torch.no_grad():
+        logits = model(**inputs).logits[0]
+    log_probs = torch.log_softmax(logits[-n - 1:-1].float(), dim=-1)
+    return -log_probs[torch.arange(n), ids[-n:]].mean().item()
+
+
+def test_hf_scorer_loss_is_cross_entropy_over_answer_tokens_only(tiny_llava, image_root):
+    scorer = HFScorer(model=str(tiny_llava), device="cpu", batch_size=4)
+    losses = scorer.score(SAMPLES, image_root)
+    expected = [manual_loss(tiny_llava, image_root, record) for record in SAMPLES]
+    assert losses == pytest.approx(expected, abs=1e-4)
+    # batching and padding change nothing: one sample at a time gives the same numbers
+    single = HFScorer(model=str(tiny_llava), device="cpu", batch_size=1).score(SAMPLES, image_root)
+    assert single == pytest.approx(losses, abs=1e-4)
+    # and the answer matters: a different answer to the same question scores differently
+    other = [sample(0, "What is the value of the tallest bar?", "Plums and pears")]
+    assert scorer.score(other, image_root)[0] != pytest.approx(losses[0], abs=1e-3)
+
+
+def test_hf_scorer_by_class_name_and_with_a_lora_adapter(tiny_llava, image_root, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlavaForConditionalGeneration
+
+    base = HFScorer(model=str(tiny_llava), model_class="LlavaForConditionalGeneration",
+                    device="cpu").score(SAMPLES[:2], image_root)
+    assert base == pytest.approx(HFScorer(model=str(tiny_llava), device="cpu").score(
+        SAMPLES[:2], image_root), abs=1e-5)
+    model = LlavaForConditionalGeneration.from_pretrained(tiny_llava)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(tmp_path / "adapter")
+    adapted = HFScorer(model=str(tiny_llava), adapter=str(tmp_path / "adapter"),
+                       device="cpu").score(SAMPLES[:2], image_root)
+    assert all(np.isfinite(adapted)) and adapted != pytest.approx(base, abs=1e-4)
+
+
+def test_scorer_comes_from_config(make_config, tiny_llava):
+    cfg = make_config("filter=llava_1_5_7b", f"filter.scorer.model={tiny_llava}", "filter.device=cpu",
+                      "filter.batch_size=3")
+    scorer = build_scorer(cfg.filter)
+    assert isinstance(scorer, HFScorer) and scorer.batch_size == 3 and scorer.device == "cpu"
+    assert scorer.name == str(tiny_llava)
+
+
+def test_unknown_model_class_names_the_key(tiny_llava, image_root):
+    scorer = HFScorer(model=str(tiny_llava), model_class="NoSuchModelClass", device="cpu")
+    with pytest.raises(ValueError, match="filter.scorer.model_class 'NoSuchModelClass'"):
+        scorer.score(SAMPLES[:1], image_root)
+    with pytest.raises(ValueError, match="filter.scorer.model is empty"):
+        HFScorer(model=None)
+
+
+# ---------------------------------------------------------------- cheap checks
+
+AI2D_QUESTION = ("<image> From the above food web diagram, name all the secondary consumer\n"
+                 "Options: A. copepods\nB. plants\nC. microzooplankton\nD. none\n")
+SPATIAL_QUESTION = ("Q3: How many objects are in the Northeast of The Roaring Roastery? "
+                    "Options for Q3: [5, 3, 2, 0]. ")
+
+
+@pytest.mark.parametrize("question, answer, ok", [
+    (AI2D_QUESTION, "A. copepods", True), (AI2D_QUESTION, "B", True),
+    (AI2D_QUESTION, "microzooplankton", True), (AI2D_QUESTION, "A. plants", False),
+    (AI2D_QUESTION, "E. sharks", False), (SPATIAL_QUESTION, "A3. 0", True),
+    (SPATIAL_QUESTION, "A3. 7", False),
+    ("Which is largest? Choices: Apples, Pears or Plums", "Pears", True),
+    ("Which is largest? Choices: Apples, Pears or Plums", "Kiwis", False),
+])
+def test_multiple_choice_answer_must_be_an_option(question, answer, ok):
+    options = parse_options(question)
+    assert options and answer_in_options(answer, options) is ok
+
+
+@pytest.mark.parametrize("answer, ok", [
+    ("42", True), ("3.5%", True), ("$1,200", True), ("1,200.5 tons", True), ("-3", True),
+    ("twelve", True), ("12 million people", True), ("about 40", False), ("40 or 50", False),
+    ("The chart shows many", False)])
+def test_numeric_answer_must_parse(answer, ok):
+    assert is_number(answer) is ok
+
+
+def test_checks_remove_repeats_and_misformats_per_image():
+    from mmgen.schema.curation import ChecksConfig
+
+    checks = OmegaConf.structured(ChecksConfig())
+    cases = [(0, "What is the sum of Apples and Pears?", "12", None),
+             (0, "what is the SUM of apples and pears", "12", "duplicate_exact"),
+             (0, "What is the sum of Pears and Apples?", "12", "duplicate_near"),
+             (0, "What is the sum of Apples and Plums?", "15", None),  # another question
+             (1, "What is the sum of Apples and Pears?", "12", None),  # another image
+             (1, "How many bars are there?", "lots", "numeric"),
+             (1, "Pick one. Options: A. red B. blue", "green", "choice"),
+             (2, "Hi", "x", "length")]  # question under 3 characters
+    records = [dict(sample(image, question, answer), id=f"r{i}")
+               for i, (image, question, answer, _) in enumerate(cases)]
+    kept, removed = apply_checks(records, checks)
+    assert removed == {f"r{i}": rule for i, (*_, rule) in enumerate(cases) if rule}
+    assert [r["id"] for r in kept] == [f"r{i}" for i, (*_, rule) in enumerate(cases) if not rule]
