@@ -48,7 +48,7 @@ def child(variant: str, task_path: str, out: str, total_gen: int, icl: int) -> N
     from mmgen import prompts
     from mmgen.contracts import load_task
 
-    cfg = compose_config([f"task_file={task_path}", "dataset=chartqa", f"icl={icl}",
+    cfg = compose_config([f"task_file={task_path}", "dataset=chartqa", f"icl='{icl}'",
                           f"total_gen={total_gen}", "check_images=false"], Path(out))
     started = time.perf_counter()
     if variant == "stream":

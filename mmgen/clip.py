@@ -126,8 +126,14 @@ class ClipEncoder:
         if pretrained is None:
             raise ValueError(f"clip.pretrained is null for arch '{self.cfg.arch}': set an open_clip "
                              "tag (e.g. laion2b_s34b_b79k) or a checkpoint path (clip=local)")
-        weights = (f"file-sha256:{_file_digest(Path(pretrained))}" if Path(pretrained).is_file()
-                   else f"tag:{pretrained}")
+        path = Path(pretrained)
+        if path.is_file():
+            weights = f"file-sha256:{_file_digest(path)}"
+        elif "/" in pretrained or path.suffix in {".pt", ".pth", ".bin", ".safetensors"}:
+            raise FileNotFoundError(f"clip.pretrained checkpoint '{pretrained}' not found; "
+                                    "fix the path or name an open_clip pretrained tag")
+        else:
+            weights = f"tag:{pretrained}"
         return {"arch": self.cfg.arch, "weights": weights,
                 "preprocess": expected_preprocess(self.cfg.arch, pretrained)}
 

@@ -17,7 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-import mmgen.stage  # noqa: F401  (registers the schema)
+from mmgen.stage import _quote_numeric_choice  # importing mmgen.stage registers the schema
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 BASE = "default"
@@ -27,10 +27,11 @@ ABSENT = "<absent>"
 def composed(experiment: str, overrides: list[str] | None = None) -> dict:
     """The experiment's config as a plain dict, interpolations resolved, without `hydra`."""
     choice = [] if experiment == BASE else [f"+experiment={experiment}"]
+    overrides = [_quote_numeric_choice(override) for override in overrides or []]  # icl=3
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=choice + list(overrides or []),
+            cfg = compose("config", overrides=choice + overrides,
                           return_hydra_config=True)
             with open_dict(cfg):  # as in a run: ${hydra:runtime.output_dir} is the run dir
                 cfg.hydra.runtime.output_dir = cfg.hydra.run.dir

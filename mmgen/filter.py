@@ -27,8 +27,15 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from mmgen.contracts import (AppendLog, ContractError, iter_jsonl, load_dataset, read_log,
-                             write_dataset, write_jsonl)
+from mmgen.contracts import (
+    AppendLog,
+    ContractError,
+    iter_jsonl,
+    load_dataset,
+    read_log,
+    write_dataset,
+    write_jsonl,
+)
 from mmgen.scoring.checks import CHECK_NAMES, apply_checks
 from mmgen.stage import fingerprint, is_fresh, launch, out_dir, run_stage
 

@@ -16,13 +16,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmgen.contracts import AppendLog
 from mmgen.stage import MARKER_DIR, is_fresh, out_dir, run_stage
-from mmgen.vlm.client import ChatClient, check_backend, endpoint, make_openai
+from mmgen.vlm.client import ChatClient, check_backend, endpoint, make_clients
 from mmgen.vlm.cost import prices_for
 from mmgen.vlm.engine import Engine, Settings
 from mmgen.vlm.images import ImageEncoder
 from mmgen.vlm.limits import Budget, RateLimiter
-from mmgen.vlm.resume import (DATA_NAME, LOG_NAME, PROMPTS_NAME, LogState, count_pending,
-                              pending_prompts, prepare_log, scan_log, write_data)
+from mmgen.vlm.resume import (
+    DATA_NAME,
+    LOG_NAME,
+    PROMPTS_NAME,
+    LogState,
+    LogWriter,
+    count_pending,
+    pending_prompts,
+    prepare_log,
+    scan_log,
+    write_data,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +106,17 @@ async def generate_online(cfg: DictConfig, out: Path, state: LogState, pending: 
     budget = Budget(prices, gen.max_cost_usd, spent_usd=state.spent(prices))
     prompts = pending_prompts(out / PROMPTS_NAME, state.done(gen.retry_failed))
     with endpoint(cfg) as base_url, AppendLog(out / LOG_NAME) as generations:
-        chat = ChatClient(make_openai(cfg.backend, base_url, gen.concurrency), gen.timeout_s)
+        chat = ChatClient(make_clients(cfg.backend, base_url, gen.concurrency), gen.timeout_s)
+        writer = LogWriter(generations)
         engine = Engine(chat, image_encoder(cfg), engine_settings(cfg),
-                        RateLimiter(gen.rpm, gen.tpm), budget, generations.append)
+                        RateLimiter(gen.rpm, gen.tpm), budget, writer.append)
         try:
             stats = await engine.run(prompts, pending)
         finally:
-            await chat.aclose()
+            try:
+                await chat.aclose()
+            finally:
+                writer.close()  # everything finished reaches the log
     if budget.reached:
         log.warning("generate: stopped sending at the budget generate.max_cost_usd=%.4f (spent "
                     "$%.4f in total); %d prompts were not sent. Everything finished is kept; "

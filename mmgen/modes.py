@@ -38,28 +38,29 @@ def validate_items(mode_cfg: DictConfig | Mapping, items) -> list[dict]:
     """Check reply items against the mode's keys; return them with only those keys (stripped).
 
     Raises ValueError naming the item (0-based) and the key when an item is not an object, a
-    key is missing, or a value is not a non-empty string.
+    key is missing, or a value is not a non-empty string. (ValueError, not TypeError: a bad
+    reply is bad data from the teacher, and callers catch ValueError to ask for a fix.)
     """
     keys = list(mode_cfg["reply_keys"])
     expected = ", ".join(json.dumps(key) for key in keys)
     if not isinstance(items, list):
-        raise ValueError(f"reply: expected a JSON list of objects with the keys {expected}, "
-                         f"got {type(items).__name__}")
+        problem = f"reply: expected a JSON list of objects with the keys {expected}"
+        raise ValueError(f"{problem}, got {type(items).__name__}")  # noqa: TRY004
     checked = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise ValueError(f"item {index}: expected an object with the keys {expected}, "
-                             f"got {type(item).__name__}")
+            problem = f"item {index}: expected an object with the keys {expected}"
+            raise ValueError(f"{problem}, got {type(item).__name__}")  # noqa: TRY004
         for key in keys:
             if key not in item:
                 raise ValueError(f"item {index}: missing key {json.dumps(key)} "
                                  f"(every item needs the keys {expected})")
-            value = item[key]
+            value, where = item[key], f"item {index} key {json.dumps(key)}"
             if not isinstance(value, str):
-                raise ValueError(f"item {index} key {json.dumps(key)}: expected a string, "
-                                 f"got {type(value).__name__} {json.dumps(value)[:60]}")
+                got = f"{type(value).__name__} {json.dumps(value)[:60]}"
+                raise ValueError(f"{where}: expected a string, got {got}")  # noqa: TRY004
             if not value.strip():
-                raise ValueError(f"item {index} key {json.dumps(key)}: is empty")
+                raise ValueError(f"{where}: is empty")
         checked.append({key: item[key].strip() for key in keys})
     return checked
 

@@ -15,7 +15,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mmgen.contracts import ContractError, load_reference, load_task, sample_image_path, write_task
-from mmgen.stage import run_stage
+from mmgen.stage import launch, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -164,4 +164,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

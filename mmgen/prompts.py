@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from mmgen import modes
 from mmgen.contracts import ContractError, load_task, sample_image_path, write_prompts
-from mmgen.stage import out_dir, run_stage
+from mmgen.stage import launch, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ class Deck:
 
 @dataclass
 class Planned:
+    """One prompt's choices, before any text is rendered."""
+
     prompt_id: str
     group_index: int
     icl_indices: list[int]
@@ -197,18 +199,18 @@ def build_records(cfg: DictConfig, task: dict, allocation: list[int]) -> Iterato
 
 
 def load_stage_task(cfg: DictConfig) -> tuple[dict, Path]:
-    """The task file: cfg.task_file as given, else the retrieve stage's <out_dir>/task.json."""
-    if cfg.task_file:
-        task_path = Path(cfg.task_file)
-    else:
-        from mmgen import retrieve  # imported here: retrieve imports the stages above it
+    """The retrieve stage's <out_dir>/task.json, made first if missing or stale.
 
-        retrieve.run(cfg)
-        task_path = out_dir(cfg) / "task.json"
+    With `task_file` set, partition starts from that file (reshaped by `refset`) and retrieve
+    keeps its candidates, so a seed task file is used as is.
+    """
+    from mmgen import retrieve  # imported here: retrieve imports the stages above it
+
+    task_path = retrieve.run(cfg) / "task.json"
     task = load_task(task_path)
     if task["dataset_description"].strip() != cfg.dataset.description.strip():
-        log.warning("%s describes the task as %r; the prompts use dataset.description %r",
-                    task_path, task["dataset_description"], cfg.dataset.description)
+        log.info("%s describes the task as %r; the prompts use dataset.description %r",
+                 task_path, task["dataset_description"], cfg.dataset.description)
     return task, task_path
 
 
@@ -241,4 +243,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

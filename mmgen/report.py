@@ -19,10 +19,24 @@ from string import Template
 import hydra
 from omegaconf import DictConfig
 
-from mmgen.contracts import (ContractError, iter_jsonl, load_dataset, load_task, read_generations,
-                             read_json)
-from mmgen.report_sections import (failures_html, filter_html, gallery_html, histogram_svg,
-                                   stages_html, summary_html, table, tokens_html)
+from mmgen.contracts import (
+    ContractError,
+    iter_jsonl,
+    load_dataset,
+    load_task,
+    read_generations,
+    read_json,
+)
+from mmgen.report_sections import (
+    failures_html,
+    filter_html,
+    gallery_html,
+    histogram_svg,
+    stages_html,
+    summary_html,
+    table,
+    tokens_html,
+)
 from mmgen.stage import launch, out_dir, run_stage
 
 log = logging.getLogger(__name__)

@@ -44,9 +44,10 @@ def histogram_svg(scores: list[dict], bins: int) -> str:
     width, height, left, bottom = 460, 220, 36, 30
     peak, bar = max(k + d for k, d in zip(kept, dropped)), (width - left - 10) / bins
     scale = (height - bottom - 10) / peak
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'role="img" aria-label="loss histogram">',
-             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 5}" y2="{height - bottom}" stroke="#888"/>',
+    axis_y = height - bottom
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+              f'role="img" aria-label="loss histogram">'),
+             f'<line x1="{left}" y1="{axis_y}" x2="{width - 5}" y2="{axis_y}" stroke="#888"/>',
              f'<text x="{left - 4}" y="14" font-size="11" text-anchor="end">{peak}</text>']
     for i, (k, d) in enumerate(zip(kept, dropped)):
         x = left + i * bar
@@ -64,19 +65,6 @@ def histogram_svg(scores: list[dict], bins: int) -> str:
     legend = ('<div class="legend"><span style="background:#2e8b57"></span>kept '
               f'({sum(kept)})<span style="background:#c0504d"></span>dropped ({sum(dropped)})</div>')
     return "".join(parts) + legend
-
-
-def thumbnail(path: Path, side: int) -> str | None:
-    """A base64 JPEG data URL of the image shrunk to `side`, or None when unreadable."""
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except (OSError, ValueError):
-        return None
-    image.thumbnail((side, side))
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def thumbnail(path: Path, side: int) -> str | None:

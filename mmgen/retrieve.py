@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from mmgen.contracts import load_reference, load_task, sample_image_path, write_task
-from mmgen.stage import out_dir, run_stage, update_stats
+from mmgen.stage import launch, out_dir, run_stage, update_stats
 from mmgen.topk import iter_windows, select_top_k, subgroup_quotas
 
 log = logging.getLogger(__name__)
@@ -192,4 +192,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -32,7 +32,7 @@ class Retriever:
     name: str = "text"
     min_score: float = 0.0
     knn_k: int = 1
-    near_duplicate_cosine: float | None = 0.98
+    near_duplicate_cosine: float | None = None
     scored = True  # whether scores mean similarity (written to the task file, min_score applies)
 
     def score_fn(self, context: RetrievalContext) -> ScoreFn:

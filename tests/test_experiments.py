@@ -70,10 +70,14 @@ def test_demo_quotas_fit_the_demo_domain():
     assert prompts * cfg.min_gen_per_candidate >= 200  # >= 100 samples even after a 50% filter
 
 
+def test_a_command_line_choice_beats_the_experiments():
+    assert compose_config(["+experiment=chartqa_5icl", "icl='1'"]).icl.num_examples == 1
+
+
 def run_app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HYDRA_FULL_ERROR": "1"}
     done = subprocess.run([sys.executable, "-m", "mmgen.prompts", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -84,8 +88,8 @@ def job_results(sweep_dir: Path) -> dict[str, list[dict]]:
     for overrides_file in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
         job_dir = overrides_file.parent.parent
         lines = overrides_file.read_text().splitlines()
-        key = " ".join(line[2:] for line in lines if line.startswith("- ") and "=" in line
-                       and line[2:].split("=")[0] in ("icl", "+experiment"))
+        key = " ".join(line[2:].replace("'", "") for line in lines
+                       if line.startswith("- ") and line[2:].split("=")[0] in ("icl", "+experiment"))
         with open(job_dir / "prompts.jsonl", encoding="utf-8") as handle:
             results[key] = [json.loads(line) for line in handle]
     return results
@@ -93,7 +97,7 @@ def job_results(sweep_dir: Path) -> dict[str, list[dict]]:
 
 def test_icl_sweep_runs_one_job_per_choice(tmp_path):
     task_path = make_task(tmp_path, [6, 5, 5], candidates=4)
-    run_app("-m", "icl=1,3,5", f"task_file={task_path}", "total_gen=8", "check_images=false",
+    run_app("-m", "icl=1,3,5", "dataset=chartqa", f"task_file={task_path}", "total_gen=8", "check_images=false",
             f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=${hydra.job.num}",
             f"paths.cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
     results = job_results(tmp_path / "sweep")

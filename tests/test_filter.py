@@ -1,14 +1,11 @@
 """The filter stage: cheap checks, target-model scores, selection, sharding, caching."""
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
-from curation_data import BAD_ITEMS, build_small_demo, write_upstream
+from curation_data import BAD_ITEMS, build_small_demo, stub_generate, write_upstream
 
 from mmgen import filter as filter_stage
 from mmgen.contracts import iter_jsonl, load_dataset, read_json
@@ -22,14 +19,7 @@ def demo_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(autouse=True)
 def upstream_done(monkeypatch):
-    """The upstream stages' files come from curation_data, so generate.run does nothing here."""
-    try:
-        generate = importlib.import_module("mmgen.generate")
-    except ImportError:  # built in parallel by another issue
-        generate = types.ModuleType("mmgen.generate")
-        monkeypatch.setitem(sys.modules, "mmgen.generate", generate)
-        monkeypatch.setattr(importlib.import_module("mmgen"), "generate", generate, raising=False)
-    monkeypatch.setattr(generate, "run", lambda cfg: Path(cfg.paths.out_dir), raising=False)
+    stub_generate(monkeypatch)
 
 
 @pytest.fixture

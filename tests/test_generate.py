@@ -46,14 +46,15 @@ def truthful(entry: dict, question: str, answer: str) -> int:
     if not pairs:
         return 0
     ranked = sorted(pairs, key=pairs.get, reverse=True)
-    for label in pairs:
-        if question in (f"What is the value of {label} in the chart?", f"What was the value in "
-                        f"{label}?", f"What percentage of the pie does {label} account for?"):
-            assert float(answer.rstrip("%")) == pytest.approx(pairs[label], rel=0.01), question
+    for label, value in pairs.items():
+        lookups = (f"What is the value of {label} in the chart?", f"What was the value in {label}?",
+                   f"What percentage of the pie does {label} account for?")
+        if question in lookups:
+            assert float(answer.rstrip("%")) == pytest.approx(value, rel=0.01), question
             return 1
-        for other in pairs:
+        for other, other_value in pairs.items():
             if question == f"What is the sum of {label} and {other}?":
-                assert float(answer) == pytest.approx(pairs[label] + pairs[other], rel=0.01)
+                assert float(answer) == pytest.approx(value + other_value, rel=0.01), question
                 return 1
     if question.startswith("How many ") and question.endswith(" does the chart have?"):
         assert int(answer) == len(pairs), question
@@ -238,7 +239,7 @@ def test_api_key_is_used_but_never_written(make_config, demo_root, stub, tmp_pat
                f"paths.cache_dir={out}/.cache", f"hydra.run.dir={out}"]
     env = {**os.environ, "MMGEN_TEST_SECRET": secret}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=120)
+                            check=False, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert any(h.get("authorization") == f"Bearer {secret}" for h in stub.headers_seen)
     files = [path for path in out.rglob("*") if path.is_file()]

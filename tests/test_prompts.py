@@ -10,6 +10,7 @@ import pytest
 
 from mmgen import prompts
 from mmgen.contracts import ContractError, iter_prompts, read_json, write_json
+from mmgen.stage import _quote_numeric_choice
 
 KEYWORDS = ["bar chart", "pie chart", "line chart"]
 
@@ -45,8 +46,9 @@ def make_task(root: Path, sizes: list[int], candidates: int | list[int] = 20,
 
 
 def run_prompts(make_config, task_path: Path, *overrides: str, out: str = "out") -> list[dict]:
-    cfg = make_config(f"task_file={task_path}", f"dataset.root={task_path.parent}",
-                      *overrides, out_dir=task_path.parent / out)
+    """Run the stage on a task file; dataset chartqa, as the demo dataset would build its data."""
+    cfg = make_config("dataset=chartqa", f"task_file={task_path}", f"dataset.root={task_path.parent}",
+                      *map(_quote_numeric_choice, overrides), out_dir=task_path.parent / out)
     return list(iter_prompts(prompts.run(cfg) / "prompts.jsonl"))
 
 
@@ -122,7 +124,7 @@ def test_example_text_replaces_the_image_tag_and_drops_special_tags(tmp_path, ma
 
 
 def test_text_only_mode_sends_no_candidate(tmp_path, make_config):
-    task_path = make_task(tmp_path, [4, 4], candidates=[0, 0])
+    task_path = make_task(tmp_path, [4, 4], candidates=[3, 3])
     records = run_prompts(make_config, task_path, "mode=tqa", "total_gen=6", "check_images=false")
     assert len(records) == 6
     for record in records:
@@ -154,25 +156,30 @@ def test_more_examples_than_references_is_a_clear_error(tmp_path, make_config):
 
 
 def test_a_subgroup_without_candidates_is_named(tmp_path, make_config):
-    task_path = make_task(tmp_path, [3, 3], candidates=[4, 0])
-    with pytest.raises(ContractError, match=r"subgroup 1 \('pie chart'\): no candidate images"):
-        run_prompts(make_config, task_path, "total_gen=10", "check_images=false")
-    assert not (tmp_path / "out" / "prompts.jsonl").exists()
+    # retrieval fills empty subgroups, so this guards against one it could not fill
+    task = read_json(make_task(tmp_path, [3, 3], candidates=[4, 0]))
+    cfg = make_config("total_gen=10")
+    with pytest.raises(ContractError, match=r"task.json: subgroup 1 \('pie chart'\): no candidate "
+                       r"images \(candidate_image_paths is empty\), yet 5 prompts need one"):
+        prompts.check_task(cfg, task, prompts.allocate(task, 10, 1), tmp_path / "task.json")
+    prompts.check_task(make_config("total_gen=10", "mode=tqa"), task, [5, 5], "task.json")
 
 
-def test_missing_images_are_counted_and_listed_before_anything_is_written(tmp_path, make_config):
+def test_images_missing_since_retrieval_are_counted_before_anything_is_written(tmp_path,
+                                                                              make_config):
     task_path = make_task(tmp_path, [3, 3], candidates=4, touch_images=True)
+    assert len(run_prompts(make_config, task_path, "total_gen=20")) == 20
+    before = (tmp_path / "out" / "prompts.jsonl").read_bytes()
     for gone in ["pool/pie_00001.png", "reference/bar_0002.png", "pool/bar_00003.png"]:
-        (tmp_path / gone).unlink()
-    with pytest.raises(FileNotFoundError) as caught:
-        run_prompts(make_config, task_path, "total_gen=20")
+        (tmp_path / gone).unlink()  # moved away after partition and retrieval ran
+    with pytest.raises(FileNotFoundError) as caught:  # icl=3: new prompts, same retrieval
+        run_prompts(make_config, task_path, "total_gen=20", "icl=3")
     message = str(caught.value)
     assert message.startswith("3 of the 14 images the prompts use are missing")
     for gone in ["pool/pie_00001.png", "reference/bar_0002.png", "pool/bar_00003.png"]:
         assert gone in message
     assert "check_images=false" in message
-    assert not (tmp_path / "out" / "prompts.jsonl").exists()
-    assert len(run_prompts(make_config, task_path, "total_gen=20", "check_images=false")) == 20
+    assert (tmp_path / "out" / "prompts.jsonl").read_bytes() == before
 
 
 def test_an_out_of_range_index_names_the_subgroup_and_index(tmp_path, make_config):
@@ -193,3 +200,27 @@ def test_a_fresh_result_is_not_rewritten(tmp_path, make_config):
     assert prompts_path.stat().st_mtime_ns == before
     records = run_prompts(make_config, task_path, "total_gen=14", "check_images=false")
     assert len(records) == 14  # a changed config is recomputed
+
+
+@pytest.mark.slow
+def test_demo_prompts_with_three_examples_are_reproducible(tmp_path, make_config):
+    from mmgen.demo import tiny_clip
+
+    if not tiny_clip.CHECKPOINT_PATH.is_file():
+        pytest.skip("the tiny CLIP checkpoint is not built yet (mmgen/demo/train_tiny_clip.py)")
+    outputs = []
+    for run_name in ("first", "second"):  # separate caches: everything is recomputed
+        cfg = make_config("+experiment=demo", "icl='3'", f"paths.demo_dir={tmp_path / 'demo'}",
+                          out_dir=tmp_path / run_name)
+        out = prompts.run(cfg)
+        outputs.append((out / "prompts.jsonl").read_bytes())
+        task = read_json(out / "task.json")
+    assert outputs[0] == outputs[1]
+    records = [json.loads(line) for line in outputs[0].splitlines()]
+    assert len(records) >= 60
+    own = {g["keyword"]: set(g["reference_sample_idx"]) for g in task["subgroups"]}
+    assert set(own) == {"bar chart", "pie chart", "line chart"}
+    for record in records:
+        assert len(set(record["icl_indices"])) == 3
+        assert set(record["icl_indices"]) <= own[record["keyword"]]
+        assert (tmp_path / "demo" / record["candidate_image"]).is_file()

@@ -17,8 +17,7 @@ from mmgen.vlm.cost import Prices, image_tokens
 from mmgen.vlm.errors import FatalBackendError, classify, parse_retry_after, retry_delay
 from mmgen.vlm.images import ImageEncoder, ImageError
 from mmgen.vlm.limits import Budget, RateLimiter
-from mmgen.vlm.messages import (ReplyFormatError, build_messages, format_fix_messages,
-                                parse_items)
+from mmgen.vlm.messages import ReplyFormatError, build_messages, format_fix_messages, parse_items
 
 QA_MODE = {"reply_keys": ["Q", "A"]}
 

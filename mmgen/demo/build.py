@@ -15,7 +15,6 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict
 
 from filelock import FileLock
 from omegaconf import MISSING
@@ -42,7 +41,7 @@ class DemoBuildConfig:
     seed: int = 0  # same seed, same bytes
     eval_questions: int = 2  # questions per eval chart
     # images per split and kind: reference/eval take chart kinds, pool any kind
-    counts: Dict[str, Dict[str, int]] = field(
+    counts: dict[str, dict[str, int]] = field(
         default_factory=lambda: {split: dict(kinds) for split, kinds in DEFAULT_COUNTS.items()})
 
 

@@ -45,9 +45,9 @@ def _line(entry: dict) -> str:
     labels, axis = data["labels"], data.get("axis", "point")
     series = data.get("series") or [{"name": None, "values": data["values"]}]
     places = decimals_of([v for s in series for v in s["values"]])
-    parts = [f"A line chart titled \"{entry['title']}\" over {len(labels)} {axis}s, from "
-             f"{labels[0]} to {labels[-1]}, with light gridlines and the value printed at every "
-             "point."]
+    parts = [(f"A line chart titled \"{entry['title']}\" over {len(labels)} {axis}s, from "
+              f"{labels[0]} to {labels[-1]}, with light gridlines and the value printed at every "
+              "point.")]
     if len(series) > 1:
         parts.append(f"It has {len(series)} series named in a legend: "
                      f"{' and '.join(s['name'] for s in series)}.")

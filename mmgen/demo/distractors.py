@@ -9,8 +9,15 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmgen.demo.charts import CATEGORY_THEMES, COLORS, canvas, distinct_values
-from mmgen.demo.charts import fitting_size, fmt, font
+from mmgen.demo.charts import (
+    CATEGORY_THEMES,
+    COLORS,
+    canvas,
+    distinct_values,
+    fitting_size,
+    fmt,
+    font,
+)
 
 PLACE_FIRST = ["Maple", "Cedar", "Silver", "Golden", "Old", "Sunny", "Blue", "River", "Hill",
                "Oak", "Pine", "Harbor", "Willow", "Stone", "Rose", "Iron"]

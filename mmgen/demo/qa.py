@@ -16,7 +16,7 @@ Item = dict[str, str]
 
 def fmt(value: float, decimals: int) -> str:
     """A data value exactly as the chart prints it."""
-    return f"{value:.{decimals}f}" if decimals else str(int(round(value)))
+    return f"{value:.{decimals}f}" if decimals else str(round(value))
 
 
 def plain(value: float) -> str:
@@ -131,7 +131,7 @@ def _line(data: dict) -> list[Callable]:
                     f"The point is labelled {fmt(pairs[label], places)}.")
 
     def peak(rng):
-        pairs, subject, values = pick(rng)
+        pairs, subject, _ = pick(rng)
         highest = rng.random() < 0.5
         label = (max if highest else min)(labels, key=pairs.get)
         word = "highest" if highest else "lowest"
@@ -161,7 +161,7 @@ def _line(data: dict) -> list[Callable]:
                     f"That is {len(labels)} {axis}s.")
 
     def biggest_rise(rng):
-        pairs, subject, values = pick(rng)
+        _, subject, values = pick(rng)
         rises = [values[i + 1] - values[i] for i in range(len(values) - 1)]
         best = max(rises)
         if best <= 0 or rises.count(best) > 1:

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 SIGNATURE_SIDE = 32  # gray thumbnail side in pixels: resizing and JPEG barely move it
 COLOUR_SIDE = 16  # colour thumbnail side in pixels: tells apart charts alike but for colours
 COLOUR_WEIGHT = 0.3  # share of the colour thumbnail in the similarity
-# Cosine similarity. Demo images resized to 96..512 px and saved as JPEG q=30..85 score >= 0.98
-# against themselves, two different demo images <= 0.97, random noise <= 0.2.
+COARSE_SIDE = 8  # gray thumbnail side of the first pass
+SHORTLIST = 16  # images the first pass keeps for the fine comparison
+# Cosine similarity of fine signatures. Demo images resized to 96..1024 px and saved as JPEG
+# q=30..90 score >= 0.98 against themselves; two different demo images score <= 0.97.
 MATCH_THRESHOLD = 0.975
 FLAT_STD = 1.0  # gray levels; a thumbnail this flat has no shape to match on
 IMAGE_TOKENS = 255  # prompt tokens counted per image (GPT-4o, one 512 px tile at high detail)
@@ -43,22 +45,30 @@ class UnreadableImage(ValueError):
     """A request image could not be decoded."""
 
 
-def _unit_thumbnail(image: Image.Image, side: int) -> np.ndarray:
-    # Bicubic downscaling low-passes first, so thin lines land alike whatever the source size.
-    values = np.asarray(image.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float32)
+def _unit(values: np.ndarray) -> np.ndarray:
     values = values.ravel() - values.mean()
     return values / max(float(np.linalg.norm(values)), 1e-6)
 
 
-def image_signature(image: Image.Image) -> np.ndarray | None:
-    """Unit-norm signature: a gray thumbnail for shape plus a coarse colour one; None if flat."""
-    image.draft("RGB", (SIGNATURE_SIDE * 4, SIGNATURE_SIDE * 4))  # JPEG: decode at reduced scale
-    rgb = image.convert("RGB")
-    gray = rgb.convert("L")
-    if np.asarray(gray.resize((SIGNATURE_SIDE, SIGNATURE_SIDE))).std() < FLAT_STD:
+def image_signature(image: Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
+    """(coarse, fine) unit-norm signatures of an image, or None when it is too flat to match.
+
+    fine = gray 32x32 thumbnail (shape) + colour 16x16 thumbnail (tells apart charts alike but for
+    their colours); coarse = gray 8x8, for a cheap first pass over the whole index.
+    """
+    side = SIGNATURE_SIDE
+    image.draft("RGB", (side * 4, side * 4))  # JPEG: decode at up to 1/8 scale, most of the cost
+    # Bicubic low-passes before it subsamples, so thin lines land alike whatever the source size.
+    colour = np.asarray(image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC),
+                        dtype=np.float32)
+    gray = colour @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if gray.std() < FLAT_STD:
         return None
-    return np.concatenate([_unit_thumbnail(gray, SIGNATURE_SIDE) * (1 - COLOUR_WEIGHT) ** 0.5,
-                           _unit_thumbnail(rgb, COLOUR_SIDE) * COLOUR_WEIGHT ** 0.5])
+    coarse = _unit(gray.reshape(COARSE_SIDE, side // COARSE_SIDE, COARSE_SIDE, -1).mean((1, 3)))
+    colour = colour.reshape(COLOUR_SIDE, side // COLOUR_SIDE, COLOUR_SIDE, -1, 3).mean((1, 3))
+    fine = np.concatenate([_unit(gray) * (1 - COLOUR_WEIGHT) ** 0.5,
+                           _unit(colour) * COLOUR_WEIGHT ** 0.5])
+    return coarse, fine
 
 
 def decode_data_url(url: str) -> Image.Image:
@@ -87,14 +97,16 @@ class ImageIndex:
             )
         self.truth: dict[str, dict] = json.loads(truth_path.read_text(encoding="utf-8"))
         self.paths: list[str] = []
-        signatures = []
+        coarse, fine = [], []
         for relative_path in sorted(self.truth):
             with Image.open(self.data_dir / relative_path) as image:
                 signature = image_signature(image)
             if signature is not None:  # a flat image cannot be told apart; leave it unknown
                 self.paths.append(relative_path)
-                signatures.append(signature)
-        self.signatures = np.stack(signatures) if signatures else np.zeros((0, 1))
+                coarse.append(signature[0])
+                fine.append(signature[1])
+        self.coarse = np.stack(coarse) if coarse else np.zeros((0, COARSE_SIDE**2), np.float32)
+        self.fine = np.stack(fine) if fine else np.zeros((0, 1), np.float32)
         self._cache: OrderedDict[bytes, str | None] = OrderedDict()
         self._cache_size = cache_size
         log.info("demo teacher indexed %d of %d images in %s", len(self.paths), len(self.truth),
@@ -105,10 +117,15 @@ class ImageIndex:
         signature = image_signature(image)
         if signature is None or not self.paths:
             return None
-        # einsum, not @: BLAS would spin up threads for this tiny product and burn the CPU
-        similarities = np.einsum("ij,j->i", self.signatures, signature)
+        # einsum, not @: BLAS would start threads for these small products and burn the CPU
+        coarse = np.einsum("ij,j->i", self.coarse, signature[0])
+        shortlist = np.argpartition(-coarse, SHORTLIST)[:SHORTLIST] if len(coarse) > SHORTLIST \
+            else np.arange(len(coarse))
+        similarities = np.einsum("ij,j->i", self.fine[shortlist], signature[1])
         best = int(np.argmax(similarities))
-        return self.paths[best] if similarities[best] >= MATCH_THRESHOLD else None
+        if similarities[best] < MATCH_THRESHOLD:
+            return None
+        return self.paths[int(shortlist[best])]
 
     def recognise_url(self, url: str) -> str | None:
         """Match a data URL, caching by content hash (the same candidate recurs across retries)."""

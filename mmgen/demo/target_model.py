@@ -74,7 +74,13 @@ class TinyVQA(nn.Module):
         """Next-character logits (batch, answer length + 1, vocab)."""
         grid = self.image_encoder(images).flatten(2).transpose(1, 2) + self.position
         question_mask = question != PAD
-        question_states, _ = self.question_encoder(self.embedding(question))
+        # packed, so the backward direction starts at each question's last character, not at
+        # the padding: a sample scores the same alone or in any batch
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(question), question_mask.sum(1).cpu(), batch_first=True,
+            enforce_sorted=False)
+        question_states, _ = nn.utils.rnn.pad_packed_sequence(
+            self.question_encoder(packed)[0], batch_first=True, total_length=question.shape[1])
         memory = torch.cat([grid, question_states], dim=1)
         memory_mask = torch.cat([torch.ones(grid.shape[:2], dtype=torch.bool, device=grid.device),
                                  question_mask], dim=1)

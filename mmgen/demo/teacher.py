@@ -22,12 +22,19 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from mmgen.demo.recognize import ImageIndex, UnreadableImage, compose_reply
-from mmgen.demo.teacher_faults import FaultPlan, malformed_reply
+from mmgen.demo.teacher_faults import (
+    FaultPlan,
+    error_body,
+    fault_response,
+    http_response,
+    malformed_reply,
+)
 
 log = logging.getLogger(__name__)
 
-REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-           411: "Length Required", 429: "Too Many Requests", 500: "Internal Server Error"}
+
+class BadRequest(ValueError):
+    """The request cannot be answered as sent (answered 400)."""
 
 
 @dataclass
@@ -156,7 +163,7 @@ class Teacher:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 if "chunked" in headers.get("transfer-encoding", ""):
-                    writer.write(_http(411, _error("send the body with Content-Length", "invalid")))
+                    writer.write(http_response(411, error_body("send the body with Content-Length", "invalid")))
                     break
                 length = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
@@ -171,6 +178,8 @@ class Teacher:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError,
                 ValueError):
             pass  # client went away or sent garbage: nothing to answer
+        except asyncio.CancelledError:
+            pass  # server stopping; returning (not raising) keeps asyncio from logging it
         finally:
             self._connections.discard(asyncio.current_task())
             writer.close()
@@ -180,12 +189,12 @@ class Teacher:
         if path == "/v1/models" and method == "GET":
             model = {"id": self.config.model, "object": "model", "created": 0,
                      "owned_by": "mmgen-demo"}
-            return _http(200, {"object": "list", "data": [model]})
+            return http_response(200, {"object": "list", "data": [model]})
         if path == "/v1/chat/completions":
             if method != "POST":
-                return _http(405, _error("use POST", "invalid_request_error"))
+                return http_response(405, error_body("use POST", "invalid_request_error"))
             return await self._chat(body)
-        return _http(404, _error(f"unknown path {path}; the demo teacher serves /v1/models and "
+        return http_response(404, error_body(f"unknown path {path}; the demo teacher serves /v1/models and "
                                  "/v1/chat/completions", "invalid_request_error"))
 
     async def _chat(self, body: bytes) -> bytes | None:
@@ -196,21 +205,12 @@ class Teacher:
             await asyncio.sleep(self.config.latency_s)
         if fault in ("drop", "rate_limit", "server"):
             self.stats[fault] += 1
-        if fault == "drop":
-            return None
-        if fault == "rate_limit":
-            wait = self.config.retry_after_s
-            return _http(429, _error(f"Rate limit reached (injected by the demo teacher); retry "
-                                     f"after {wait:g} s", "requests", "rate_limit_exceeded"),
-                         {"retry-after": f"{wait:g}", "retry-after-ms": f"{wait * 1000:.0f}"})
-        if fault == "server":
-            return _http(500, _error("The server had an error while processing your request "
-                                     "(injected by the demo teacher)", "server_error"))
+            return fault_response(fault, self.config.retry_after_s)
         try:
             content, prompt_tokens = self._reply(digest, body)
-        except (UnreadableImage, ValueError) as err:
+        except (UnreadableImage, BadRequest) as err:
             self.stats["bad_request"] += 1
-            return _http(400, _error(str(err), "invalid_request_error", "invalid_request"))
+            return http_response(400, error_body(str(err), "invalid_request_error", "invalid_request"))
         if fault == "stall":
             self.stats["stall"] += 1
             await asyncio.sleep(self.config.stall_s)
@@ -220,7 +220,7 @@ class Teacher:
         else:
             self.stats["ok"] += 1
         completion_tokens = max(1, len(content) // 4)
-        return _http(200, {
+        return http_response(200, {
             "id": f"chatcmpl-demo-{digest.hex()[:24]}", "object": "chat.completion",
             "created": int(time.time()), "model": self.config.model,
             "system_fingerprint": "mmgen-demo-teacher",
@@ -238,28 +238,16 @@ class Teacher:
         try:
             request = json.loads(body)
         except ValueError as err:
-            raise ValueError(f"request body is not valid JSON: {err}") from err
+            raise BadRequest(f"request body is not valid JSON: {err}") from err
         if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
-            raise ValueError("request body needs a 'messages' list")
+            raise BadRequest("request body needs a 'messages' list")
         if request.get("stream"):
-            raise ValueError("the demo teacher does not stream; send stream=false")
+            raise BadRequest("the demo teacher does not stream; send stream=false")
         reply = compose_reply(request["messages"], self.index)
         self._replies[digest] = reply
         if len(self._replies) > 4096:
             self._replies.popitem(last=False)
         return reply
-
-
-def _error(message: str, kind: str, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-def _http(status: int, payload: dict, headers: dict[str, str] | None = None) -> bytes:
-    body = json.dumps(payload, ensure_ascii=False).encode()
-    lines = [f"HTTP/1.1 {status} {REASONS[status]}", "content-type: application/json",
-             f"content-length: {len(body)}", "connection: keep-alive"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Deterministic fault injection for the demo teacher.
+"""Deterministic fault injection for the demo teacher, and its HTTP response framing.
 
 Whether a request fails, and how, depends only on (seed, request body, how many times that same
 body arrived before). So a run sees the same faults whatever order its requests arrive in, and a
@@ -14,6 +14,8 @@ import threading
 
 # Order matters only for how one uniform draw is split into intervals.
 FAULT_KINDS = ("rate_limit", "server", "malformed", "stall", "drop")
+REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+           411: "Length Required", 429: "Too Many Requests", 500: "Internal Server Error"}
 
 
 class FaultPlan:
@@ -71,3 +73,31 @@ def seeded_rng(*parts: str | bytes) -> random.Random:
         digest.update(part.encode() if isinstance(part, str) else part)
         digest.update(b"\x00")
     return random.Random(int.from_bytes(digest.digest(), "little"))
+
+
+def error_body(message: str, kind: str, code: str | None = None) -> dict:
+    """An error payload shaped like the OpenAI API's."""
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def http_response(status: int, payload: dict, headers: dict[str, str] | None = None) -> bytes:
+    """A complete HTTP/1.1 keep-alive response carrying `payload` as JSON."""
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    lines = [f"HTTP/1.1 {status} {REASONS[status]}", "content-type: application/json",
+             f"content-length: {len(body)}", "connection: keep-alive"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def fault_response(kind: str, retry_after_s: float) -> bytes | None:
+    """The response for a fault that replaces the answer; None means drop the connection."""
+    if kind == "rate_limit":
+        return http_response(
+            429, error_body(f"Rate limit reached (injected by the demo teacher); retry after "
+                            f"{retry_after_s:g} s", "requests", "rate_limit_exceeded"),
+            {"retry-after": f"{retry_after_s:g}", "retry-after-ms": f"{retry_after_s * 1000:.0f}"})
+    if kind == "server":
+        return http_response(500, error_body("The server had an error while processing your "
+                                             "request (injected by the demo teacher)",
+                                             "server_error"))
+    return None

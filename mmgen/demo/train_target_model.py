@@ -17,8 +17,14 @@ from pathlib import Path
 import torch
 
 from mmgen.demo.charts import draw, make_qa
-from mmgen.demo.target_model import (CHECKPOINT, TinyVQA, encode_batch, image_tensor,
-                                     save_target_model, sequence_losses)
+from mmgen.demo.target_model import (
+    CHECKPOINT,
+    TinyVQA,
+    encode_batch,
+    image_tensor,
+    save_target_model,
+    sequence_losses,
+)
 
 log = logging.getLogger(__name__)
 # how often each kind is drawn: charts dominate, as in the demo pool

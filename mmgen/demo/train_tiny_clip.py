@@ -1,6 +1,6 @@
 """Train the demo domain's tiny CLIP from scratch on freshly drawn demo images (CPU, minutes).
 
-    python -m mmgen.demo.train_tiny_clip [--steps 800] [--per-kind 400] [--threads 1]
+    python -m mmgen.demo.train_tiny_clip [--steps 1500] [--per-kind 600] [--threads 1]
 
 Images of every kind (bar/pie/line charts, maps, shapes, noise, tables) are drawn with seeds no
 demo build uses. Captions put kind names into prompt templates ("a photo of a bar chart.").
@@ -22,8 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from mmgen.demo.charts import KINDS, draw
-from mmgen.demo.tiny_clip import (CHECKPOINT_PATH, KIND_KEYWORDS, MODEL_NAME, TEMPLATES,
-                                  TRAINING_RECORD_PATH, register, zero_shot)
+from mmgen.demo.tiny_clip import (
+    CHECKPOINT_PATH,
+    KIND_KEYWORDS,
+    MODEL_NAME,
+    TEMPLATES,
+    TRAINING_RECORD_PATH,
+    register,
+    zero_shot,
+)
 
 log = logging.getLogger("mmgen.demo.train_tiny_clip")
 # names a caption may use for each kind; the first is the zero-shot keyword
@@ -86,7 +93,7 @@ def accuracy(model, tokenizer, pixels: torch.Tensor, kinds: torch.Tensor) -> flo
 
 
 def train(steps: int, per_kind: int, batch_size: int, lr: float, seed: int, threads: int,
-          out: Path) -> dict:
+          out: Path, held_out_per_kind: int = 30) -> dict:
     """Train from scratch, save the fp16 checkpoint to `out`; returns the training record."""
     import open_clip
 
@@ -97,7 +104,7 @@ def train(steps: int, per_kind: int, batch_size: int, lr: float, seed: int, thre
     tokenizer = open_clip.get_tokenizer(MODEL_NAME)
     started = time.perf_counter()
     pixels, kinds = draw_bank(per_kind, f"train{seed}", preprocess)
-    held_pixels, held_kinds = draw_bank(30, f"heldout{seed}", preprocess)
+    held_pixels, held_kinds = draw_bank(held_out_per_kind, f"heldout{seed}", preprocess)
     tokens, rows_by_kind = caption_bank(tokenizer)
     drawn_s = time.perf_counter() - started
     log.info("drew %d training and %d held-out images in %.1f s", len(kinds), len(held_kinds),
@@ -151,8 +158,8 @@ def train(steps: int, per_kind: int, batch_size: int, lr: float, seed: int, thre
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=800, help="optimizer steps")
-    parser.add_argument("--per-kind", type=int, default=400, help="training images per kind")
+    parser.add_argument("--steps", type=int, default=1500, help="optimizer steps")
+    parser.add_argument("--per-kind", type=int, default=600, help="training images per kind")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate")
     parser.add_argument("--seed", type=int, default=0)

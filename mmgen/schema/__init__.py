@@ -7,7 +7,7 @@ from hydra.core.config_store import ConfigStore
 from mmgen.schema.common import DatasetConfig, PathsConfig, ShardConfig
 from mmgen.schema.curation import ExportConfig, FilterConfig, ReportConfig
 from mmgen.schema.generation import BackendConfig, GenerateConfig
-from mmgen.schema.prompting import IclConfig, ModeConfig, allow_numeric_group_choices
+from mmgen.schema.prompting import IclConfig, ModeConfig
 from mmgen.schema.select import CapsPerImageConfig, ClipConfig, RefsetConfig, RetrievalConfig
 
 
@@ -38,4 +38,3 @@ class Config:
 def register() -> None:
     """Register the root schema as `mmgen_schema`, the first entry of conf/config.yaml's defaults."""
     ConfigStore.instance().store(name="mmgen_schema", node=Config)
-    allow_numeric_group_choices()  # `icl=3` on the command line picks conf/icl/3.yaml

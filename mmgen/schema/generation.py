@@ -1,6 +1,6 @@
 """Schemas for generation: backend (which VLM endpoint) and generate (how requests are sent)."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -16,24 +16,24 @@ class BatchConfig:
     poll_s: float = 60.0  # seconds between polls
     max_wait_s: float = 90000.0  # seconds to keep polling before giving up (rerun resumes)
     completion_window: str = "24h"  # the only window the provider offers
-    results: List[str] = field(default_factory=list)  # local result files to import instead
+    results: list[str] = field(default_factory=list)  # local result files to import instead
 
 
 @dataclass
 class BackendConfig:
     name: str = MISSING  # openai | azure | compatible | demo_teacher | dry_run | openai_batch
     model: str = "gpt-4o"  # model name sent with each request; also picks generate.prices
-    base_url: Optional[str] = None  # server address for OpenAI-compatible endpoints (.../v1)
+    base_url: str | None = None  # server address for OpenAI-compatible endpoints (.../v1)
     api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key; never the key
     require_key: bool = True  # false: servers that need none (a local vLLM) may go without
     # Azure OpenAI
-    azure_endpoint: Optional[str] = None  # https://RESOURCE.openai.azure.com
-    deployment: Optional[str] = None  # Azure deployment name; null uses `model`
-    api_version: Optional[str] = None  # Azure REST API version, e.g. 2024-10-21
+    azure_endpoint: str | None = None  # https://RESOURCE.openai.azure.com
+    deployment: str | None = None  # Azure deployment name; null uses `model`
+    api_version: str | None = None  # Azure REST API version, e.g. 2024-10-21
     entra_id: bool = False  # Azure: authenticate with an Entra ID token (needs azure-identity)
     price_scale: float = 1.0  # multiplies generate.prices (the Batch API costs half)
     # demo_teacher: mmgen.demo.teacher.TeacherConfig fields (latency_s, rate_429, ...)
-    teacher: Dict[str, Any] = field(default_factory=dict)
+    teacher: dict[str, Any] = field(default_factory=dict)
     inline_images: bool = False  # dry_run: write full base64 images into requests.jsonl
     batch: BatchConfig = field(default_factory=BatchConfig)
 
@@ -47,17 +47,17 @@ class ModelPrice:
 @dataclass
 class GenerateConfig:
     concurrency: int = 64  # requests in flight at once
-    rpm: Optional[float] = None  # requests per minute limit; null: none
-    tpm: Optional[float] = None  # tokens per minute limit (prompt estimate + max_tokens); null: none
+    rpm: float | None = None  # requests per minute limit; null: none
+    tpm: float | None = None  # tokens per minute limit (prompt estimate + max_tokens); null: none
     timeout_s: float = 120.0  # seconds one HTTP request may take
     max_attempts: int = 6  # HTTP attempts per call before the prompt fails
     backoff_base_s: float = 1.0  # first retry waits about this long; doubles each attempt
     backoff_max_s: float = 60.0  # longest wait between attempts (Retry-After may ask for more)
     format_fix_tries: int = 3  # follow-up calls asking to fix a reply that is not the mode's JSON
-    temperature: Optional[float] = 0.7  # sampling temperature; null: the server's default
-    max_tokens: Optional[int] = 2048  # completion token cap per call; null: the server's default
+    temperature: float | None = 0.7  # sampling temperature; null: the server's default
+    max_tokens: int | None = 2048  # completion token cap per call; null: the server's default
     retry_failed: bool = False  # a rerun also retries prompts whose last record is `failed`
-    max_cost_usd: Optional[float] = None  # stop sending once the log's total cost reaches this
+    max_cost_usd: float | None = None  # stop sending once the log's total cost reaches this
     image_max_side: int = 1024  # px; larger images are downscaled so the longer side fits
     image_format: str = "jpeg"  # jpeg | png: encoding of the base64 data URLs
     jpeg_quality: int = 85  # 1-95, for image_format=jpeg
@@ -65,4 +65,4 @@ class GenerateConfig:
     image_cache: int = 512  # encoded images kept in memory (in-context images recur)
     encode_threads: int = 2  # threads decoding and encoding images
     progress: bool = True  # show a tqdm bar
-    prices: Dict[str, ModelPrice] = field(default_factory=dict)  # model -> USD per 1M tokens
+    prices: dict[str, ModelPrice] = field(default_factory=dict)  # model -> USD per 1M tokens

@@ -36,25 +36,3 @@ class IclConfig:
     # true: such prompts repeat examples (only then; otherwise draws stay without replacement)
     with_replacement: bool = False
 
-
-def allow_numeric_group_choices() -> None:
-    """Let `icl=3` (and `-m icl=1,3,5`) pick conf/icl/3.yaml from the command line.
-
-    Hydra parses the bare 3 as an int and rejects ints as group choices; this turns an int
-    choice for an existing config group back into its name. Non-group keys are untouched.
-    """
-    from hydra._internal import defaults_list
-
-    original = defaults_list.Overrides.__init__
-    if getattr(original, "mmgen_numeric_choices", False):
-        return
-
-    def init(self, repo, overrides_list):
-        for override in overrides_list:
-            if (isinstance(override._value, int) and not isinstance(override._value, bool)
-                    and repo.group_exists(override.key_or_group)):
-                override._value = str(override._value)
-        original(self, repo, overrides_list)
-
-    init.mmgen_numeric_choices = True
-    defaults_list.Overrides.__init__ = init

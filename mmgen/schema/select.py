@@ -13,6 +13,10 @@ class ClipConfig:
     batch_size: int = 64  # images per forward pass
     num_workers: int = 2  # image-decoding worker processes; 0 decodes in the main process
     templates: list[str] = field(default_factory=lambda: ["{}"])  # text prompt ensemble; {} = keyword
+    # this model's cosine scale, which the retrieval options default to (it differs per model):
+    text_match_cosine: float = 0.2  # text-image cosine from which an image plausibly shows a keyword
+    image_match_cosine: float = 0.5  # image-image cosine from which two images plausibly match
+    near_duplicate_cosine: float | None = 0.97  # image-image cosine above which two are copies
 
 
 @dataclass
@@ -24,12 +28,12 @@ class RefsetConfig:
 
 @dataclass
 class RetrievalConfig:
-    _target_: str = "mmgen.retrievers.TextRetriever"  # class that builds the subgroup queries
-    name: str = "text"  # text | image_centroid | image_knn | random
-    min_score: float = 0.0  # cosine similarity below which a pool image is never taken
+    _target_: str = "mmgen.retrievers.TextRetriever"  # class that scores pool images per subgroup
+    name: str = "text"  # text | image_centroid | image_knn | random (a label for logs and stats)
+    min_score: float = 0.0  # score below which a pool image is never taken, even to fill a quota
     knn_k: int = 1  # image_knn: score = mean cosine to the k nearest reference images
-    near_duplicate_cosine: float | None = 0.98  # pool images this close to a reference or eval
-    #                                                image are excluded; null turns the check off
+    near_duplicate_cosine: float | None = None  # pool images this close (cosine) to a reference
+    #                                             or eval image are excluded; null = no check
 
 
 @dataclass

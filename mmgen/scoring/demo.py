@@ -31,8 +31,13 @@ class DemoTargetScorer(Scorer):
     @torch.inference_mode()
     def score(self, samples: Sequence[dict], image_root: str | Path) -> list[float]:
         """Mean loss over each answer's characters plus its end mark, batched."""
-        from mmgen.demo.target_model import (IMAGE_SIDE, encode_batch, image_tensor,
-                                             load_target_model, sequence_losses)
+        from mmgen.demo.target_model import (
+            IMAGE_SIDE,
+            encode_batch,
+            image_tensor,
+            load_target_model,
+            sequence_losses,
+        )
 
         if self.model is None:
             self.model = load_target_model(self.checkpoint, self.device)

@@ -7,7 +7,9 @@ the answer's tokens follow it, and only they count in the loss, as in supervised
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -79,14 +81,25 @@ class HFScorer(Scorer):
         return (f"{image_token}\n" if with_image else "") + f"{question}\n"
 
     def score(self, samples: Sequence[dict], image_root: str | Path) -> list[float]:
-        """Mean answer-token loss per sample, batched; text-only samples are batched apart."""
+        """Mean answer-token loss per sample, batched; text-only samples are batched apart.
+
+        The next batch is decoded and tokenised in a thread while the model runs the current
+        one, so a GPU does not wait for the CPU between batches.
+        """
         self.load()
+        with_image = [i for i, s in enumerate(samples) if s.get("image_1")]
+        text_only = [i for i, s in enumerate(samples) if not s.get("image_1")]
+        groups = [*batches(with_image, self.batch_size), *batches(text_only, self.batch_size)]
         losses: dict[int, float] = {}
-        for with_image in (True, False):
-            indices = [i for i, s in enumerate(samples) if bool(s.get("image_1")) == with_image]
-            for batch in batches(indices, self.batch_size):
-                batch_losses = self.score_batch([samples[i] for i in batch], image_root)
-                losses.update(zip(batch, batch_losses))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = deque(pool.submit(self.encode, [samples[i] for i in group], image_root)
+                            for group in groups[:2])
+            for number, group in enumerate(groups):
+                inputs = pending.popleft().result()
+                if number + 2 < len(groups):
+                    pending.append(pool.submit(self.encode, [samples[i] for i in groups[number + 2]],
+                                               image_root))
+                losses.update(zip(group, self.forward(inputs)))
         return [losses[i] for i in range(len(samples))]
 
     def encode(self, samples: Sequence[dict], image_root: str | Path) -> dict[str, torch.Tensor]:
@@ -123,9 +136,9 @@ class HFScorer(Scorer):
         return inputs
 
     @torch.inference_mode()
-    def score_batch(self, samples: Sequence[dict], image_root: str | Path) -> list[float]:
-        """Mean answer-token loss of each sample in one forward pass."""
-        inputs = self.encode(samples, image_root)
+    def forward(self, inputs: dict[str, torch.Tensor]) -> list[float]:
+        """Mean answer-token loss of each row of encoded inputs, in one forward pass."""
+        inputs = dict(inputs)
         labels = inputs.pop("labels").to(self.device)
         inputs = {k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
                   if torch.is_tensor(v) else v for k, v in inputs.items()}

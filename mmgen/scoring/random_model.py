@@ -21,12 +21,13 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 SIZES = {
-    "tiny": dict(image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2,
-                 vision_intermediate=64, text_hidden=32, text_layers=2, text_heads=2,
-                 text_intermediate=64, vocab_size=None),
-    "llava-1.5-7b": dict(image_size=336, patch_size=14, vision_hidden=1024, vision_layers=24,
-                         vision_heads=16, vision_intermediate=4096, text_hidden=4096,
-                         text_layers=32, text_heads=32, text_intermediate=11008, vocab_size=32064),
+    "tiny": {"image_size": 32, "patch_size": 8, "vision_hidden": 32, "vision_layers": 1,
+             "vision_heads": 2, "vision_intermediate": 64, "text_hidden": 32, "text_layers": 2,
+             "text_heads": 2, "text_intermediate": 64, "vocab_size": None},
+    "llava-1.5-7b": {"image_size": 336, "patch_size": 14, "vision_hidden": 1024,
+                     "vision_layers": 24, "vision_heads": 16, "vision_intermediate": 4096,
+                     "text_hidden": 4096, "text_layers": 32, "text_heads": 32,
+                     "text_intermediate": 11008, "vocab_size": 32064},
 }
 CORPUS = [
     "What is the value of the tallest bar in the chart? The answer is 42.",

@@ -20,7 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from mmgen.contracts import AppendLog, atomic_writer, iter_jsonl, read_json, write_json
 from mmgen.vlm.client import api_key
 from mmgen.vlm.images import ImageError
-from mmgen.vlm.messages import ReplyFormatError, build_messages, image_paths, parse_items, request_body
+from mmgen.vlm.messages import (
+    ReplyFormatError,
+    build_messages,
+    image_paths,
+    parse_items,
+    request_body,
+)
 from mmgen.vlm.resume import LOG_NAME, PROMPTS_NAME, LogState, pending_prompts
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,10 @@ in-process demo teacher. The API key comes only from the environment variable th
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 ONLINE_BACKENDS = ("openai", "azure", "compatible", "demo_teacher")
 ALL_BACKENDS = ONLINE_BACKENDS + ("dry_run", "openai_batch")
+CONNECTIONS_PER_CLIENT = 16
 PLACEHOLDER_KEY = "not-needed"  # sent to servers that want no key; the client insists on one
 
 
@@ -50,11 +53,17 @@ def api_key(backend: DictConfig) -> str:
     return os.environ.get(backend.api_key_env) or PLACEHOLDER_KEY
 
 
-def make_openai(backend: DictConfig, base_url: str | None, concurrency: int):
-    """An AsyncOpenAI (or AsyncAzureOpenAI) client without built-in retries: the engine retries."""
+def make_clients(backend: DictConfig, base_url: str | None, concurrency: int) -> list:
+    """AsyncOpenAI (or AsyncAzureOpenAI) clients for `concurrency` requests in flight."""
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # else one INFO line per request
-    limits = httpx2.Limits(max_connections=concurrency + 8,
-                           max_keepalive_connections=concurrency + 8)
+    count = max(1, math.ceil(concurrency / CONNECTIONS_PER_CLIENT))
+    return [make_openai(backend, base_url, math.ceil(concurrency / count)) for _ in range(count)]
+
+
+def make_openai(backend: DictConfig, base_url: str | None, connections: int):
+    """An AsyncOpenAI (or AsyncAzureOpenAI) client without built-in retries: the engine retries."""
+    limits = httpx2.Limits(max_connections=connections + 4,
+                           max_keepalive_connections=connections + 4)
     http_client = openai.DefaultAsyncHttpx2Client(limits=limits)
     if backend.name == "azure":
         options: dict = {"azure_endpoint": backend.azure_endpoint, "api_version": backend.api_version}
@@ -78,17 +87,22 @@ def _entra_token_provider():
 
 
 class ChatClient:
-    """Sends /chat/completions bodies; raises the openai client's errors unchanged."""
+    """Sends /chat/completions bodies; raises the openai client's errors unchanged.
 
-    def __init__(self, client, timeout_s: float):
-        self.client = client
+    Requests are spread round-robin over several clients: the HTTP pool scans all of its
+    connections for every request, so pools of about CONNECTIONS_PER_CLIENT keep that cheap.
+    """
+
+    def __init__(self, clients: list, timeout_s: float):
+        self.clients = clients
         self.timeout_s = timeout_s
+        self._next = itertools.cycle(clients)
 
     async def complete(self, body: dict) -> Completion:
         """One HTTP call, no retries. Posting the ready body skips the SDK's per-field
         transformation of the messages, which costs about 1 ms of CPU per request."""
-        response = await self.client.post("/chat/completions", cast_to=httpx2.Response,
-                                          body=body, options={"timeout": self.timeout_s})
+        response = await next(self._next).post("/chat/completions", cast_to=httpx2.Response,
+                                               body=body, options={"timeout": self.timeout_s})
         data = json.loads(response.content)
         choice = data["choices"][0]
         usage = data.get("usage") or {}
@@ -96,7 +110,8 @@ class ChatClient:
                           int(usage.get("completion_tokens") or 0), choice.get("finish_reason"))
 
     async def aclose(self) -> None:
-        await self.client.close()
+        for client in self.clients:
+            await client.close()
 
 
 @contextlib.contextmanager

@@ -20,8 +20,14 @@ from mmgen.vlm.cost import request_tokens
 from mmgen.vlm.errors import FatalBackendError, RequestFailed, classify, retry_delay
 from mmgen.vlm.images import ImageEncoder, ImageError
 from mmgen.vlm.limits import Budget, RateLimiter
-from mmgen.vlm.messages import (ReplyFormatError, build_messages, format_fix_messages,
-                                image_paths, parse_items, request_body)
+from mmgen.vlm.messages import (
+    ReplyFormatError,
+    build_messages,
+    format_fix_messages,
+    image_paths,
+    parse_items,
+    request_body,
+)
 
 log = logging.getLogger(__name__)
 MISMATCH_LOGGED = 10  # item-count mismatches logged one by one before only counting them
@@ -188,7 +194,7 @@ class Engine:
             self.calls += 1
             try:
                 return await asyncio.wait_for(self.chat.complete(body), settings.timeout_s)
-            except Exception as err:  # noqa: BLE001  (classify re-raises what it does not know)
+            except Exception as err:
                 failure = classify(err)
                 self.call_errors[failure.error_class] += 1
                 if not failure.retryable or attempt == settings.max_attempts:

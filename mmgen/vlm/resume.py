@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mmgen import modes
-from mmgen.contracts import iter_jsonl, iter_prompts, validate_generation, write_dataset
+from mmgen.contracts import AppendLog, iter_jsonl, iter_prompts, validate_generation, write_dataset
 from mmgen.stage import MARKER_DIR, RUNTIME_KEYS, STAGE_INPUTS
 from mmgen.vlm.cost import Prices
 
@@ -167,3 +169,47 @@ def write_data(cfg: DictConfig, out: Path) -> int:
                 samples.append(sample)
     write_dataset(out / DATA_NAME, {"image_folder": str(cfg.dataset.root), "samples": samples})
     return len(samples)
+
+
+class LogWriter:
+    """Appends records to an AppendLog from a background thread, many per fsync, so a slow
+    disk never stalls the event loop. A record is durable once its group is fsync'd; a kill
+    loses only records still queued (finished a few milliseconds earlier), which a rerun redoes.
+    """
+
+    def __init__(self, log: AppendLog):
+        self.log = log
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._drain, name="mmgen-log", daemon=True)
+        self.error: BaseException | None = None
+        self._thread.start()
+
+    def append(self, record: dict) -> None:
+        if self.error:
+            raise RuntimeError(f"writing {self.log.path} failed: {self.error}") from self.error
+        self._queue.put(record)
+
+    def _drain(self) -> None:
+        closing = False
+        while not closing:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            closing = batch[-1] is None
+            records = [record for record in batch if record is not None]
+            try:
+                if records:
+                    self.log.append_many(records)
+            except BaseException as err:  # noqa: BLE001  (reported on the next append / close)
+                self.error = err
+                return
+
+    def close(self) -> None:
+        """Write everything queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join()
+        if self.error:
+            raise RuntimeError(f"writing {self.log.path} failed: {self.error}") from self.error

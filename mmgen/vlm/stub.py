@@ -89,7 +89,7 @@ class StubServer:
             self._loop.call_soon_threadsafe(self._server.close)
             self._loop.call_soon_threadsafe(self._loop.stop)
 
-    def __enter__(self) -> StubServer:
+    def __enter__(self) -> StubServer:  # noqa: PYI034
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -74,12 +74,12 @@ def _number(value) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-LOOKUP = [r"What is the value of (.+) in the chart\?", r"What percentage of the pie does (.+) "
-          r"account for\?", r"What was the value in (.+)\?"]
+LOOKUP = [r"What is the value of (.+) in the chart\?",
+          r"What percentage of the pie does (.+) account for\?", r"What was the value in (.+)\?"]
 EXTREME = [r"Which (?:bar|slice) has the (highest|lowest) value\?",
            r"In which (?:year|month) was the value (highest|lowest)\?"]
-PAIR = [r"What is the (difference|sum) between (.+) and (.+)\?", r"What is the (sum) of (.+) and "
-        r"(.+)\?", r"By how much did the value (differ) between (.+) and (.+)\?",
+PAIR = [r"What is the (difference) between (.+) and (.+)\?", r"What is the (sum) of (.+) and (.+)\?",
+        r"By how much did the value (differ) between (.+) and (.+)\?",
         r"Is the value of (.+) (greater) than that of (.+)\?"]
 COUNT = [r"How many (?:bars|slices) does the chart have\?",
          r"How many (?:years|months) are shown on the x-axis\?"]
@@ -184,7 +184,8 @@ def test_cli_app_writes_the_files_and_nothing_in_the_cwd(tmp_path):
     small = ["counts.reference={bar:2,line:1,pie:1}", "counts.eval={bar:1}",
              "counts.pool={bar:2,pie:1,line:1,map:1,shapes:1,noise:1,table:1}"]
     result = subprocess.run([sys.executable, "-m", "mmgen.demo", f"data_dir={data_dir}", "seed=3",
-                             *small], cwd=cwd, capture_output=True, text=True, timeout=120)
+                             *small], cwd=cwd, capture_output=True, text=True, timeout=120,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert "reference.json (4 samples)" in result.stdout + result.stderr
     assert sorted(p.name for p in data_dir.iterdir()) == ["eval", "eval.json", "pool", "reference",

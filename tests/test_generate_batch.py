@@ -1,0 +1,112 @@
+"""OpenAI Batch API: export split at the limits, import equal to the online path, and
+submit/poll/import against a local fake of the files and batches endpoints."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mmgen import generate
+from mmgen.contracts import load_dataset, read_json, read_log
+from mmgen.demo.recognize import ImageIndex, compose_reply
+from mmgen.vlm.stub import StubServer
+from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_prompts_fixture
+
+EXPORT_ONLY = ["backend=openai_batch", "backend.batch.submit=false", "generate.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    return build_small_demo(tmp_path_factory.mktemp("demo"))
+
+
+def request_lines(out: Path) -> list[tuple[str, dict]]:
+    return [(path.name, json.loads(line)) for path in sorted((out / "batch").glob("requests-*"))
+            for line in path.read_text().splitlines()]
+
+
+def test_export_splits_by_count_and_bytes(make_config, demo_root, tmp_path):
+    probe = make_config(f"dataset.root={demo_root}", *EXPORT_ONLY, out_dir=tmp_path / "probe")
+    write_prompts_fixture(probe, demo_prompt_records(demo_root, 1))
+    generate.run(probe)
+    line_bytes = (tmp_path / "probe/batch/requests-r1-000.jsonl").stat().st_size
+    limit = int(line_bytes * 2.5)  # about two requests per file by size
+    cfg = make_config(f"dataset.root={demo_root}", *EXPORT_ONLY, "backend.batch.max_requests=3",
+                      f"backend.batch.max_bytes={limit}")
+    prompts = [p["id"] for p in demo_prompt_records(demo_root, 11)]
+    write_prompts_fixture(cfg, demo_prompt_records(demo_root, 11))
+    out = generate.run(cfg)
+    files = sorted((out / "batch").glob("requests-*.jsonl"))
+    assert all(path.stat().st_size <= limit for path in files)
+    assert all(len(path.read_text().splitlines()) <= 3 for path in files)
+    assert len(files) >= 5  # 11 requests at about 2 per file
+    lines = request_lines(out)
+    assert [line["custom_id"] for _, line in lines] == prompts
+    assert all(line["url"] == "/v1/chat/completions" and line["body"]["model"] == "gpt-4o"
+               for _, line in lines)
+    state = read_json(out / "batch/batches.json")["files"]
+    assert sum(entry["requests"] for entry in state) == 11
+    too_small = make_config(f"dataset.root={demo_root}", *EXPORT_ONLY, "backend.batch.max_bytes=1000",
+                            out_dir=tmp_path / "small")
+    write_prompts_fixture(too_small, demo_prompt_records(demo_root, 2))
+    with pytest.raises(ValueError, match=f"prompt {prompts[0]}: its request is .* bytes"):
+        generate.run(too_small)
+
+
+def teacher_results(out: Path, index: ImageIndex) -> Path:
+    """An output file in the Batch API's format, answered by the demo teacher."""
+    results = out / "teacher-results.jsonl"
+    with results.open("w") as handle:
+        for number, (_, line) in enumerate(request_lines(out)):
+            content, prompt_tokens = compose_reply(line["body"]["messages"], index)
+            body = {"id": f"chatcmpl-{number}", "object": "chat.completion", "model": "gpt-4o",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": content}}],
+                    "usage": {"prompt_tokens": prompt_tokens,
+                              "completion_tokens": max(1, len(content) // 4)}}
+            handle.write(json.dumps({"id": f"batch_req_{number}", "custom_id": line["custom_id"],
+                                     "response": {"status_code": 200, "body": body},
+                                     "error": None}) + "\n")
+    return results
+
+
+def test_import_of_teacher_results_equals_the_online_run(make_config, demo_root, tmp_path):
+    common = [f"dataset.root={demo_root}", "min_gen_per_candidate=2", "backend.model=gpt-4o",
+              "generate.progress=false"]
+    online = make_config(*common, "backend=demo_teacher", out_dir=tmp_path / "online")
+    write_prompts_fixture(online, demo_prompt_records(demo_root, 12, wanted=2))
+    generate.run(online)
+    batch = make_config(*common, *EXPORT_ONLY, out_dir=tmp_path / "batch")
+    write_prompts_fixture(batch, demo_prompt_records(demo_root, 12, wanted=2))
+    generate.run(batch)
+    results = teacher_results(tmp_path / "batch", ImageIndex(demo_root))
+    generate.run(make_config(*common, *EXPORT_ONLY, f"backend.batch.results=['{results}']",
+                             out_dir=tmp_path / "batch"))
+    assert load_dataset(tmp_path / "batch/data.json") == load_dataset(tmp_path / "online/data.json")
+    by_id = {record["id"]: record for record in read_log(tmp_path / "online/generations.jsonl")}
+    imported = read_log(tmp_path / "batch/generations.jsonl")
+    assert len(imported) == 12 and all(record == by_id[record["id"]] for record in imported)
+    assert read_json(tmp_path / "batch/stats.json")["generate"]["ok"] == 12
+
+
+def test_submit_poll_import_against_a_fake_batch_api(make_config, demo_root, monkeypatch):
+    monkeypatch.setenv("MMGEN_TEST_BATCH_KEY", "sk-batch-test")
+    with StubServer() as server:
+        overrides = [f"dataset.root={demo_root}", "backend=openai_batch", "generate.progress=false",
+                     f"backend.base_url={server.base_url}", "backend.api_key_env=MMGEN_TEST_BATCH_KEY",
+                     "backend.batch.max_requests=5", "backend.batch.poll_s=0.01"]
+        cfg = make_config(*overrides, "backend.batch.wait=false")
+        write_prompts_fixture(cfg, demo_prompt_records(demo_root, 12))
+        out = generate.run(cfg)  # exports 3 files, submits 3 batches, does not wait
+        assert len(server.batches) == 3 and not (out / "data.json").read_text().count("prompt_id")
+        assert read_json(out / "stats.json")["generate"]["pending"] == 12
+        generate.run(make_config(*overrides))  # polls and imports; submits nothing new
+        assert len(server.batches) == 3
+        state = read_json(out / "batch/batches.json")["files"]
+        assert all(entry["imported"] and entry["status"] == "completed" for entry in state)
+        records = read_log(out / "generations.jsonl")
+        assert len(records) == 12 and all(r["status"] == "ok" for r in records)
+        assert len(load_dataset(out / "data.json")["samples"]) == 12
+        generate.run(make_config(*overrides))  # all done: nothing happens
+        assert len(server.batches) == 3 and len(read_log(out / "generations.jsonl")) == 12
