@@ -17,9 +17,9 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
-from omegaconf import OmegaConf
 from PIL import Image, ImageDraw
 
 
@@ -49,9 +49,8 @@ def draw_charts(folder: Path, count: int, size=(320, 240)) -> list[Path]:
 
 
 def clip_config(arch: str, pretrained: str | None, workers: int, batch_size: int):
-    return OmegaConf.create({"arch": arch, "pretrained": pretrained, "device": "cpu",
-                             "fp16_on_cuda": True, "batch_size": batch_size,
-                             "num_workers": workers, "templates": ["{}"]})
+    return SimpleNamespace(arch=arch, pretrained=pretrained, device="cpu", fp16_on_cuda=True,
+                           batch_size=batch_size, num_workers=workers, templates=["{}"])
 
 
 def measure(label: str, arch: str, pretrained: str | None, paths: list[Path], workers: int,

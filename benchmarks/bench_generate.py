@@ -8,8 +8,10 @@
 2. The seed's scheme on the same prompts: 12 workers, each sending one request at a time with a
    synchronous client and re-reading and base64-encoding its images for every request.
 3. Client CPU time per request (our process only; the stub runs in its own process).
-4. Peak RSS of a child process generating --rss-prompts prompts (150K) through a zero-latency
-   stub, streaming prompts.jsonl, appending generations.jsonl and rebuilding data.json.
+4. Peak RSS of a child process running the stage over --rss-prompts prompts (150K): all but
+   2,000 already in generations.jsonl, 2,000 sent to a zero-latency stub, data.json rebuilt
+   with every sample (the memory that grows with the prompt count: the log's index, the
+   rebuilt dataset); and of a 150K dry run (streams prompts.jsonl into requests.jsonl).
 Prompts are demo-shaped: an instruction text, one in-context image and one candidate image from
 a small demo domain (images repeat, so after the first pass they come from the encode cache).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
 import resource
 import subprocess
@@ -35,6 +38,7 @@ import mmgen.stage  # noqa: F401  (registers the config schema)
 from mmgen.contracts import iter_prompts, read_json
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+SENT = 2000  # prompts the 150K RSS run actually sends (the rest are already in the log)
 
 
 def config(out: Path, *overrides: str):
@@ -118,10 +122,47 @@ def run_seed_scheme(root: Path, prompts_path: Path, base_url: str, workers: int)
     return {"req_per_s": done[0] / seconds, "seconds": seconds}
 
 
-def rss_child(root: str, work: str, count: int, base_url: str, concurrency: int) -> None:
-    """Child process: generate `count` prompts, print peak RSS and timing as JSON."""
-    result = run_ours(Path(root), Path(work), count, base_url, concurrency)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_child(mode: str, root: Path, work: Path, count: int, base_url: str,
+              concurrency: int) -> None:
+    """Child process: one 150K-prompt stage run; prints its peak RSS and timing as JSON.
+
+    mode "resume": prompts.jsonl has `count` prompts and generations.jsonl already holds the
+    stub's answers for all but the last SENT of them (written beforehand, streaming); the stage
+    then streams the prompts, sends SENT through the zero-latency stub and rebuilds data.json
+    with `count` samples. mode "dry_run": backend=dry_run over the same `count` prompts.
+    """
+    from mmgen import generate
+    from mmgen.contracts import AppendLog
+    from mmgen.vlm.resume import prepare_log
+    from mmgen.vlm.stub import canned_answer
+    from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
+
+    out = work / f"{mode}-{count}"
+    extra = ["backend=dry_run"] if mode == "dry_run" else []
+    cfg = config(out, *overrides_for(root, base_url, concurrency), *extra)
+    write_prompts_fixture(cfg, demo_prompt_records(root, count))
+    if mode == "resume":
+        prepare_log(cfg, out)  # records what the log is made from, so the stage resumes it
+        with AppendLog(out / "generations.jsonl") as generations:
+            chunk = []
+            for prompt in itertools.islice(demo_prompt_records(root, count), count - SENT):
+                reply = canned_answer({"messages": [{"content": prompt["content"]}]})
+                chunk.append({"id": prompt["id"], "status": "ok", "reply": reply,
+                              "items": json.loads(reply), "attempts": 1, "error_class": None,
+                              "usage": {"prompt_tokens": 700, "completion_tokens": 12},
+                              "error": None, "model": "gpt-4o"})
+                if len(chunk) == 1000:
+                    generations.append_many(chunk)
+                    chunk = []
+            generations.append_many(chunk)
+    started, cpu = time.perf_counter(), time.process_time()
+    generate.run(cfg)
+    result = {"seconds": time.perf_counter() - started, "cpu_s": time.process_time() - cpu,
+              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if mode == "resume":
+        stats = read_json(out / "stats.json")["generate"]
+        assert stats["ok"] == count and stats["samples"] == count, stats
+        result["sent"] = stats["run"]["finished"]
     print(json.dumps(result), flush=True)
 
 
@@ -132,11 +173,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seed-workers", type=int, default=12)
     parser.add_argument("--rss-prompts", type=int, default=150_000)
-    parser.add_argument("--child", nargs=4, metavar=("ROOT", "WORK", "COUNT", "URL"))
+    parser.add_argument("--child", nargs=5, metavar=("MODE", "ROOT", "WORK", "COUNT", "URL"))
     args = parser.parse_args()
     if args.child:
-        root, work, count, url = args.child
-        return rss_child(root, work, int(count), url, args.concurrency)
+        mode, root, work, count, url = args.child
+        return rss_child(mode, Path(root), Path(work), int(count), url, args.concurrency)
 
     from mmgen.vlm.testing import build_small_demo
 
@@ -160,16 +201,19 @@ def main() -> None:
     if args.rss_prompts:
         stub, base_url = start_stub(0.0)
         try:
-            child = subprocess.run([sys.executable, __file__, "--concurrency",
-                                    str(args.concurrency), "--child", str(root), str(work),
-                                    str(args.rss_prompts), base_url],
-                                   capture_output=True, text=True, check=True)
+            for mode in ("resume", "dry_run"):
+                child = subprocess.run([sys.executable, __file__, "--concurrency",
+                                        str(args.concurrency), "--child", mode, str(root),
+                                        str(work), str(args.rss_prompts), base_url],
+                                       capture_output=True, text=True, check=True)
+                rss = json.loads(child.stdout.strip().splitlines()[-1])
+                what = (f"stage resumed with {args.rss_prompts - SENT} in the log, {SENT} sent "
+                        "to a zero-latency stub, data.json rebuilt" if mode == "resume"
+                        else "dry run (requests.jsonl)")
+                print(f"{args.rss_prompts} prompts, {what}: peak RSS {rss['peak_rss_mb']:.0f} MB,"
+                      f" {rss['seconds']:.1f} s, {rss['cpu_s']:.1f} s CPU")
         finally:
             stub.kill()
-        rss = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"{args.rss_prompts} prompts, zero-latency stub: peak RSS {rss['peak_rss_mb']:.0f} MB, "
-              f"{rss['req_per_s']:.0f} req/s, stage {rss['stage_wall_s']:.0f} s, "
-              f"{rss['cpu_ms_per_request']:.2f} ms CPU per request")
     print(f"work dir: {work}")
 
 

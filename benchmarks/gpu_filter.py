@@ -10,8 +10,11 @@ tokenizers and Pillow only (what the GPU machine's image has). It measures, in s
   - encode only: the CPU side alone (PIL decode + processor + tokeniser).
 and prints end to end / raw. Random weights change no timing: the work per token is the same.
 
-    python benchmarks/gpu_filter.py                       # llava-1.5-7b, bf16, 512 samples
+    python benchmarks/gpu_filter.py                  # llava-1.5-7b, bf16, 512 samples, batch 16, 32
     python benchmarks/gpu_filter.py --size tiny --samples 32 --device cpu   # CPU smoke test
+
+It first checks, on a tiny model saved and loaded through from_pretrained, that the scorer's
+losses on the device match CPU float32 (float32 within 1e-3, bfloat16 within 5e-2).
 """
 from __future__ import annotations
 
@@ -27,9 +30,9 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from mmgen.scoring.hf import HFScorer  # noqa: E402
-from mmgen.scoring.random_model import build_config, build_processor  # noqa: E402
-
+from mmgen.scoring import resolve_device
+from mmgen.scoring.hf import HFScorer
+from mmgen.scoring.random_model import build_config, build_processor
 
 LABELS = ["Apples", "Pears", "Plums", "Cherries", "Grapes", "Lagos", "Lima", "Oslo", "Cairo",
           "Solar", "Wind", "Hydro", "Chess", "Drama", "Choir"]
@@ -87,63 +90,90 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def check_against_cpu(device: str, folder: Path) -> None:
+    """The scorer's losses on `device` match CPU float32, for a tiny model from_pretrained."""
+    from mmgen.scoring.random_model import save_random_llava
+
+    model_dir = save_random_llava(folder / "tiny", size="tiny")
+    samples = make_samples(folder, 24, seed=1)
+    reference = HFScorer(model=str(model_dir), device="cpu", batch_size=8).score(samples, folder)
+    for dtype, tolerance in (("float32", 1e-3), ("bfloat16", 5e-2)):
+        losses = HFScorer(model=str(model_dir), device=device, dtype=dtype,
+                          batch_size=8).score(samples, folder)
+        worst = max(abs(a - b) for a, b in zip(losses, reference))
+        print(f"self-check on {device}, {dtype}: largest difference from CPU float32 {worst:.2e}")
+        assert worst < tolerance, f"{dtype} losses on {device} differ from CPU by {worst}"
+
+
+def measure(scorer: HFScorer, samples: list[dict], folder: str) -> dict:
+    """Samples/s for the raw forward (baseline), the CPU encode alone, and end to end."""
+    batch = samples[:scorer.batch_size]
+    encoded = scorer.encode(batch, folder)
+    scorer.forward(encoded)  # warm-up: kernels, allocator
+    synchronize(scorer.device)
+    repeats = max(1, len(samples) // scorer.batch_size)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        scorer.forward(encoded)
+    synchronize(scorer.device)
+    raw = repeats * len(batch) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for start in range(0, len(samples), scorer.batch_size):
+        scorer.encode(samples[start:start + scorer.batch_size], folder)
+    encode_only = len(samples) / (time.perf_counter() - t0)
+    if scorer.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    losses = scorer.score(samples, folder)
+    synchronize(scorer.device)
+    end_to_end = len(samples) / (time.perf_counter() - t0)
+    assert len(losses) == len(samples) and all(loss == loss for loss in losses), "NaN loss"
+    return {"raw": raw, "encode": encode_only, "end_to_end": end_to_end,
+            "tokens": int(encoded["attention_mask"].sum()) / len(batch),
+            "answer_tokens": int((encoded["labels"] != -100).sum()) / len(batch),
+            "mean_loss": sum(losses) / len(losses),
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30
+            if scorer.device.startswith("cuda") else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="llava-1.5-7b", choices=["llava-1.5-7b", "tiny"])
     parser.add_argument("--samples", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-sizes", default="16,32", help="comma-separated")
     parser.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-check", action="store_true", help="skip the tiny-model self-check")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    scorer = build_scorer(args.size, args.device, args.dtype, args.batch_size)
-    parameters = sum(p.numel() for p in scorer.model.parameters())
-    synchronize(scorer.device)
-    print(f"model {args.size}: {parameters / 1e9:.2f} B parameters, {scorer.dtype}, on "
-          f"{scorer.device} ({torch.cuda.get_device_name() if scorer.device == 'cuda' else 'cpu'}), "
-          f"built in {time.perf_counter() - started:.1f} s")
-
     with tempfile.TemporaryDirectory() as folder:
+        if not args.no_check:
+            check_against_cpu(resolve_device(args.device), Path(folder))
+        scorer = build_scorer(args.size, args.device, args.dtype, 1)
+        parameters = sum(p.numel() for p in scorer.model.parameters())
+        synchronize(scorer.device)
+        name = torch.cuda.get_device_name() if scorer.device.startswith("cuda") else "cpu"
+        print(f"model {args.size}: {parameters / 1e9:.2f} B parameters, {scorer.dtype}, on "
+              f"{scorer.device} ({name}); ready after {time.perf_counter() - started:.1f} s")
         samples = make_samples(Path(folder), args.samples)
-        batch = samples[:args.batch_size]
-        encoded = scorer.encode(batch, folder)
-        tokens = int(encoded["attention_mask"].sum()) / len(batch)
-        answer_tokens = int((encoded["labels"] != -100).sum()) / len(batch)
-        print(f"{len(samples)} samples, batch {args.batch_size}: {tokens:.0f} tokens per sample "
-              f"({answer_tokens:.1f} answer tokens)")
-        scorer.forward(encoded)  # warm-up: kernels, allocator
-        synchronize(scorer.device)
-
-        repeats = max(1, len(samples) // args.batch_size)
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            scorer.forward(encoded)
-        synchronize(scorer.device)
-        raw = repeats * len(batch) / (time.perf_counter() - t0)
-
-        t0 = time.perf_counter()
-        for start in range(0, len(samples), args.batch_size):
-            scorer.encode(samples[start:start + args.batch_size], folder)
-        encode_only = len(samples) / (time.perf_counter() - t0)
-
-        if scorer.device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        losses = scorer.score(samples, folder)
-        synchronize(scorer.device)
-        end_to_end = len(samples) / (time.perf_counter() - t0)
-
-    assert len(losses) == len(samples) and all(loss == loss for loss in losses), "NaN loss"
-    print(f"raw forward  {raw:8.1f} samples/s   (baseline: encoded batch already on the device)")
-    print(f"encode only  {encode_only:8.1f} samples/s   (CPU: decode + processor + tokeniser)")
-    print(f"end to end   {end_to_end:8.1f} samples/s   (HFScorer.score over image files)")
-    print(f"ratio end to end / raw forward: {end_to_end / raw:.2f}")
-    print(f"mean loss {sum(losses) / len(losses):.3f} nats (random weights: about ln(vocab))")
-    if scorer.device.startswith("cuda"):
-        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-        hours = 150_000 / end_to_end / 3600
-        print(f"150K samples (the paper's ChartQA run) would take {hours:.2f} h on this GPU")
+        for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
+            scorer.batch_size = batch_size
+            result = measure(scorer, samples, folder)
+            print(f"\nbatch {batch_size}, {len(samples)} samples, {result['tokens']:.0f} tokens "
+                  f"per sample ({result['answer_tokens']:.1f} answer tokens)")
+            print(f"  raw forward  {result['raw']:8.1f} samples/s  (baseline: encoded batch on "
+                  "the device)")
+            print(f"  encode only  {result['encode']:8.1f} samples/s  (CPU: decode + processor + "
+                  "tokeniser)")
+            print(f"  end to end   {result['end_to_end']:8.1f} samples/s  (HFScorer.score over "
+                  "image files)")
+            print(f"  ratio end to end / raw forward: {result['end_to_end'] / result['raw']:.2f}")
+            print(f"  mean loss {result['mean_loss']:.3f} nats (random weights: about ln(vocab))")
+            if result["peak_gib"] is not None:
+                hours = 150_000 / result["end_to_end"] / 3600
+                print(f"  peak GPU memory {result['peak_gib']:.1f} GiB; 150K samples (the "
+                      f"paper's ChartQA run) would take {hours:.2f} h on this GPU")
     print(f"total {time.perf_counter() - started:.1f} s")
 
 

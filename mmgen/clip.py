@@ -8,16 +8,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
+
+if TYPE_CHECKING:  # any object with the clip config's attributes works (benchmarks pass one)
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +198,9 @@ class ClipEncoder:
         loader = DataLoader(
             _ImageFiles(paths, preprocess), batch_size=self.cfg.batch_size, num_workers=workers,
             collate_fn=_collate, pin_memory=self.device.startswith("cuda"),
-            worker_init_fn=_single_thread_worker if workers else None)
+            worker_init_fn=_single_thread_worker if workers else None,
+            # fork explicitly: inside joblib's loky workers the inherited start method fails
+            multiprocessing_context="fork" if workers and sys.platform == "linux" else None)
         dtype = torch.float16 if self.half else torch.float32
         with torch.inference_mode():
             for indices, batch, failed in loader:

@@ -11,6 +11,8 @@ sample: score, kept, and which check removed it).
 Scoring is shardable: `-m shard.index=0,1,2,3 shard.count=4` scores one slice per job into
 `scores.shard-<i>-of-<n>.jsonl` (resumable), and the run that finds all slices merges them.
 On a cluster add `hydra/launcher=submitit_slurm`; run `python -m mmgen.generate` first, once.
+An unsharded run keeps its scores in `scores.shard-0-of-1.jsonl` the same way, so a killed run
+resumes, and a new `keep_fraction` or `select` reuses the scores instead of scoring again.
 """
 from __future__ import annotations
 
@@ -64,7 +66,8 @@ def run(cfg: DictConfig) -> Path:
 def check_selection(cfg: DictConfig) -> None:
     """Fail fast on a selection the filter cannot make."""
     if cfg.filter.select not in SELECTIONS:
-        raise ValueError(f"filter.select '{cfg.filter.select}' is not one of {', '.join(SELECTIONS)}")
+        raise ValueError(f"filter.select '{cfg.filter.select}' is not one of "
+                         f"{', '.join(SELECTIONS)}")
     if not 0.0 <= cfg.filter.keep_fraction <= 1.0:
         raise ValueError(f"filter.keep_fraction {cfg.filter.keep_fraction} must lie in 0..1")
     if not 0 <= cfg.shard.index < cfg.shard.count:

@@ -69,9 +69,10 @@ def run(cfg: DictConfig) -> Path:
         final = scan_log(work_dir / LOG_NAME)
         totals = final.totals(prices_for(cfg))
         left = total - len(final.done(cfg.generate.retry_failed))
-        log.info("generate: %d ok, %d failed %s, %d left; %d samples in %s; cost $%.4f",
-                 totals["ok"], totals["failed"], totals["errors"] or "", left, samples,
-                 work_dir / DATA_NAME, totals["cost_usd"])
+        classes = ", ".join(f"{name}: {n}" for name, n in sorted(totals["errors"].items()))
+        log.info("generate: %d ok, %d failed%s, %d left; %d samples in %s; cost $%.4f",
+                 totals["ok"], totals["failed"], f" ({classes})" if classes else "", left,
+                 samples, work_dir / DATA_NAME, totals["cost_usd"])
         return {"prompts": total, **totals, "pending": left, "samples": samples,
                 "backend": cfg.backend.name, "model": cfg.backend.model, "run": this_run}
 

@@ -10,7 +10,8 @@ from omegaconf import DictConfig
 
 
 def reply_format(keys, n: int) -> str:
-    """The sentence every prompt carries: `Reply with only a JSON list of {n} objects with the keys "Q", "A".`"""
+    """The sentence every prompt carries, e.g.
+    `Reply with only a JSON list of 3 objects with the keys "Q", "A".`"""
     quoted = ", ".join(json.dumps(str(key)) for key in keys)
     return f"Reply with only a JSON list of {n} objects with the keys {quoted}."
 

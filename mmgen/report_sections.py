@@ -63,7 +63,8 @@ def histogram_svg(scores: list[dict], bins: int) -> str:
     parts.append(f'<text x="{(width + left) / 2}" y="{height - 3}" font-size="11" '
                  'text-anchor="middle">mean answer-token loss (nats)</text></svg>')
     legend = ('<div class="legend"><span style="background:#2e8b57"></span>kept '
-              f'({sum(kept)})<span style="background:#c0504d"></span>dropped ({sum(dropped)})</div>')
+              f'({sum(kept)})<span style="background:#c0504d"></span>dropped ({sum(dropped)})'
+              '</div>')
     return "".join(parts) + legend
 
 
@@ -81,7 +82,8 @@ def thumbnail(path: Path, side: int) -> str | None:
 
 
 def _metric(value, label: str) -> str:
-    return f'<div class="metric"><b>{html.escape(str(value))}</b><span>{html.escape(label)}</span></div>'
+    return (f'<div class="metric"><b>{html.escape(str(value))}</b>'
+            f'<span>{html.escape(label)}</span></div>')
 
 
 def summary_html(inputs: dict, totals: list) -> str:
@@ -106,8 +108,10 @@ def failures_html(inputs: dict) -> str:
     counts = Counter(r.get("error_class") or "unknown" for r in failed)
     example = {}
     for record in failed:
-        example.setdefault(record.get("error_class") or "unknown", (record.get("error") or "")[:140])
-    rows = [[cls, n, f"{n / len(generations):.1%}", example[cls]] for cls, n in counts.most_common()]
+        error_class = record.get("error_class") or "unknown"
+        example.setdefault(error_class, (record.get("error") or "")[:140])
+    rows = [[cls, n, f"{n / len(generations):.1%}", example[cls]]
+            for cls, n in counts.most_common()]
     return table(["error class", "failed", "share of requests", "example"], rows,
                  ["total", len(failed), f"{len(failed) / len(generations):.1%}", ""],
                  text_columns=(0, 3))
@@ -173,7 +177,8 @@ def _icl_html(indices: list, task: dict | None, image_root: Path, styles: dict) 
             "</details>") if parts else ""
 
 
-def gallery_html(cfg: DictConfig, inputs: dict, chosen: list[tuple[dict, dict]]) -> tuple[str, str, str]:
+def gallery_html(cfg: DictConfig, inputs: dict,
+                 chosen: list[tuple[dict, dict]]) -> tuple[str, str, str]:
     """Gallery cards, the CSS rules holding in-context thumbnails, and a note on the selection."""
     data = inputs["data"] or {}
     image_root = Path(data.get("image_folder") or cfg.dataset.root)
@@ -198,5 +203,6 @@ def gallery_html(cfg: DictConfig, inputs: dict, chosen: list[tuple[dict, dict]])
             f'<p class="a">{html.escape(answer)}</p>'
             f'{_icl_html(indices, inputs["task"], Path(cfg.dataset.root), styles)}</div>')
     note = (f"{len(cards)} samples: up to {cfg.report.gallery_per_subgroup} per subgroup, evenly "
-            "spread from the highest loss to the lowest. Green = kept by the filter, red = dropped.")
+            "spread from the highest loss to the lowest. Green = kept by the filter, "
+            "red = dropped.")
     return "".join(cards), "\n".join(s for s in styles.values() if s), note

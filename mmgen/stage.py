@@ -24,9 +24,9 @@ from mmgen.contracts import read_json, write_json
 from mmgen.schema import register
 
 register()
-# sweep folders are named by their overrides; quotes around numeric choices stay out of the name
-OmegaConf.register_new_resolver("mmgen_dirname", lambda name: re.sub(r"['\"]", "", name),
-                                replace=True)
+# sweep folders are named by their overrides, minus quotes (icl='3') and slashes (task_file=a/b)
+OmegaConf.register_new_resolver(
+    "mmgen_dirname", lambda name: re.sub(r"['\"]", "", name).replace("/", "_"), replace=True)
 log = logging.getLogger(__name__)
 # config groups whose options are numbers (icl=3, caps_per_image=1,3,5)
 NUMERIC_GROUPS = ("icl", "caps_per_image")

@@ -19,7 +19,8 @@ SMALL_COUNTS = {"reference": {"bar": 4, "line": 3, "pie": 3},
 # samples the cheap checks must remove, by the check that removes them
 BAD_ITEMS = {
     "numeric": {"Q": "How many bars does the chart have?", "A": "several of them"},
-    "choice": {"Q": "Which colour is the first bar? Options: A. red B. blue C. green", "A": "purple"},
+    "choice": {"Q": "Which colour is the first bar? Options: A. red B. blue C. green",
+               "A": "purple"},
     "length": {"Q": "What is the title of the chart?", "A": "x" * 5000},
 }
 
@@ -68,7 +69,8 @@ def write_upstream(out_dir: Path, demo_root: Path, captions_per_image: int = 3) 
                                 {"type": "image", "path": image}],
                             "candidate_image": image, "candidate_score": 0.3})
             if number == 1:  # one failure per subgroup, of different classes
-                generations.append(_failed(prompt_id, ["rate_limit", "parse", "timeout"][group_index]))
+                error_class = ["rate_limit", "parse", "timeout"][group_index]
+                generations.append(_failed(prompt_id, error_class))
                 continue
             items = make_qa(truth[image], rng, captions_per_image)
             generations.append({"id": prompt_id, "status": "ok", "reply": "[]", "items": items,

@@ -46,7 +46,8 @@ def test_llava_export_is_the_filtered_set_with_provenance(exported):
         assert not Path(record["image"]).is_absolute() and (folder / record["image"]).is_file()
         assert record["conversations"][0]["value"].startswith("<image>")
         assert PROVENANCE <= record.keys()
-        assert record["target_loss"] == sample["target_loss"] and record["keyword"] == sample["keyword"]
+        assert record["target_loss"] == sample["target_loss"]
+        assert record["keyword"] == sample["keyword"]
     assert read_json(out / "stats.json")["export"]["samples"] == len(kept)
 
 

@@ -57,7 +57,8 @@ def test_filter_keeps_the_highest_losses_and_counts_removals(make_config, demo_r
     assert len(kept) == stats["kept"] == round(0.5 * scored)
     records = list(iter_jsonl(out / "scores.jsonl"))
     assert len(records) == counts["samples"]
-    removed_ids = {r["id"]: r["removed_by"] for r in records if r["removed_by"] not in (None, "score")}
+    removed_ids = {r["id"]: r["removed_by"] for r in records
+                   if r["removed_by"] not in (None, "score")}
     assert sorted(removed_ids.values()) == sorted(["duplicate_exact", *BAD_ITEMS])
     kept_losses = [s["target_loss"] for s in kept]
     dropped = [r["score"] for r in records if r["removed_by"] == "score"]

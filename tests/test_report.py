@@ -43,7 +43,8 @@ def chromium() -> str:
     """Debian's Chromium; CI installs it (.ci/install_chromium.sh), so its absence is a failure."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     if binary is None:
-        pytest.fail("chromium is not installed: run .ci/install_chromium.sh (apt-get install chromium)")
+        pytest.fail("chromium is not installed: run .ci/install_chromium.sh "
+                    "(apt-get install chromium)")
     return binary
 
 

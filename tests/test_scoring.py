@@ -25,7 +25,8 @@ def image_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
     for index, size in enumerate([(40, 30), (64, 64), (50, 90)]):
-        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(root / f"{index}.png")
+        pixels = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / f"{index}.png")
     return root
 
 
@@ -51,10 +52,11 @@ def manual_loss(folder: Path, image_root: Path, record: dict) -> float:
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     question = record["conversations"][0]["value"].replace("<image>\n", "")
     answer = record["conversations"][1]["value"]
-    content = ([{"type": "image"}] if "image_1" in record else []) + [{"type": "text", "text": question}]
+    has_image = "image_1" in record
+    content = [{"type": "image"}] * has_image + [{"type": "text", "text": question}]
     prompt = processor.apply_chat_template([{"role": "user", "content": content}],
                                            add_generation_prompt=True)
-    images = [Image.open(image_root / record["image_1"]).convert("RGB")] if "image_1" in record else None
+    images = [Image.open(image_root / record["image_1"]).convert("RGB")] if has_image else None
     inputs = processor(text=[prompt + " " + answer], images=images, return_tensors="pt")
     answer_ids = processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
     ids = inputs["input_ids"][0]
@@ -96,8 +98,8 @@ def test_hf_scorer_by_class_name_and_with_a_lora_adapter(tiny_llava, image_root,
 
 
 def test_scorer_comes_from_config(make_config, tiny_llava):
-    cfg = make_config("filter=llava_1_5_7b", f"filter.scorer.model={tiny_llava}", "filter.device=cpu",
-                      "filter.batch_size=3")
+    cfg = make_config("filter=llava_1_5_7b", f"filter.scorer.model={tiny_llava}",
+                      "filter.device=cpu", "filter.batch_size=3")
     scorer = build_scorer(cfg.filter)
     assert isinstance(scorer, HFScorer) and scorer.batch_size == 3 and scorer.device == "cpu"
     assert scorer.name == str(tiny_llava)

@@ -55,7 +55,7 @@ class TeacherConfig:
 
 
 class Teacher:
-    """The demo teacher server; `with Teacher(cfg) as base_url:` or `start()` / `stop()`."""
+    """The demo teacher server: `with Teacher(cfg) as teacher:` or `base_url = start()`, `stop()`."""
 
     def __init__(self, config: TeacherConfig, index: ImageIndex | None = None):
         self.config = config
@@ -116,8 +116,9 @@ class Teacher:
         self._thread.join()
         self._loop = self._thread = self._server = None
 
-    def __enter__(self) -> str:
-        return self.start()
+    def __enter__(self) -> Teacher:
+        self.start()
+        return self
 
     def __exit__(self, *exc_info) -> None:
         self.stop()

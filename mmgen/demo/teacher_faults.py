@@ -40,7 +40,7 @@ class FaultPlan:
         with self._lock:
             occurrence = self._seen.get(body_digest, 0)
             self._seen[body_digest] = occurrence + 1
-        key = struct.pack("<qq", self.seed, occurrence) + body_digest
+        key = struct.pack("<qq", self.seed, sum(self._seen.values()))
         draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") / 2.0**64
         threshold = 0.0
         for kind in FAULT_KINDS:

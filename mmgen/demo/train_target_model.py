@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 KIND_WEIGHTS = {"bar": 3, "pie": 3, "line": 3, "map": 1, "shapes": 1, "noise": 1, "table": 1}
 
 
-def make_examples(num_images: int, questions_per_image: int, seed: int) -> tuple[torch.Tensor, list]:
+def make_examples(num_images: int, questions_per_image: int,
+                  seed: int) -> tuple[torch.Tensor, list]:
     """Images as a uint8 tensor and (image index, question, answer) triples."""
     rng = random.Random(seed)
     kinds = [kind for kind, weight in KIND_WEIGHTS.items() for _ in range(weight)]
@@ -67,7 +68,8 @@ def evaluate(model: TinyVQA, images: torch.Tensor, examples: list, seed: int = 0
     return {"correct": round(correct_loss, 4), "shuffled": round(shuffled_loss, 4)}
 
 
-def train(num_images: int, epochs: int, batch_size: int, lr: float, seed: int) -> tuple[TinyVQA, dict]:
+def train(num_images: int, epochs: int, batch_size: int, lr: float,
+          seed: int) -> tuple[TinyVQA, dict]:
     """Train a fresh TinyVQA; returns it and its training record."""
     torch.manual_seed(seed)
     started = time.perf_counter()

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import platform
 import random
 import time
@@ -150,6 +151,7 @@ def train(steps: int, per_kind: int, batch_size: int, lr: float, seed: int, thre
               "parameters": sum(p.numel() for p in model.parameters()),
               "trained_parameters": sum(p.numel() for p in trainable),
               "checkpoint_bytes": out.stat().st_size, "torch": torch.__version__,
+              "load_average_1m": round(os.getloadavg()[0], 1),  # wall time depends on it
               "cpu": platform.processor() or platform.machine()}
     log.info("saved %s (%d bytes) after %.0f s; held-out zero-shot accuracy %.3f", out,
              record["checkpoint_bytes"], train_s, held_out)

@@ -50,7 +50,8 @@ def prompt_and_answer(sample: dict) -> tuple[str, str]:
     return IMAGE_TAG.sub("", question).strip(), answer.strip()
 
 
-def load_image(image_root: str | Path, relative_path: str, max_side: int | None = None) -> Image.Image:
+def load_image(image_root: str | Path, relative_path: str,
+               max_side: int | None = None) -> Image.Image:
     """Open an image as RGB, downscaled so its longer side is at most `max_side`."""
     path = Path(image_root) / relative_path
     try:
@@ -74,5 +75,5 @@ def build_scorer(filter_cfg) -> Scorer:
     """Instantiate the scorer named by `filter.scorer._target_` with the filter's runtime knobs."""
     from hydra.utils import instantiate
 
-    return instantiate(filter_cfg.scorer, device=filter_cfg.device, batch_size=filter_cfg.batch_size,
-                       _convert_="all")
+    return instantiate(filter_cfg.scorer, device=filter_cfg.device,
+                       batch_size=filter_cfg.batch_size, _convert_="all")

@@ -83,7 +83,9 @@ def answer_in_options(answer: str, options: dict[str, str]) -> bool:
     if normalise(answer) in texts:
         return True
     lettered = re.fullmatch(r"\(?([A-J])[\.\):]\s*(.+)", answer, re.DOTALL)
-    return bool(lettered) and normalise(lettered.group(2)) == normalise(options.get(lettered.group(1), ""))
+    if not lettered:
+        return False
+    return normalise(lettered.group(2)) == normalise(options.get(lettered.group(1), ""))
 
 
 def is_number(answer: str) -> bool:

@@ -18,9 +18,10 @@ class DemoTargetScorer(Scorer):
     def __init__(self, model: str | None = None, device: str = "auto", batch_size: int = 64,
                  **hf_only_options):
         super().__init__(device, batch_size)
-        unused = {key: value for key, value in hf_only_options.items() if value not in (None, "auto")}
+        unused = [key for key, value in hf_only_options.items() if value not in (None, "auto")]
         if unused:
-            log.warning("the demo target model ignores %s", ", ".join(f"filter.scorer.{k}" for k in unused))
+            log.warning("the demo target model ignores %s",
+                        ", ".join(f"filter.scorer.{key}" for key in unused))
         self.checkpoint = model
         self.model = None
 
@@ -47,7 +48,9 @@ class DemoTargetScorer(Scorer):
             questions, answers = zip(*(prompt_and_answer(sample) for sample in batch))
             images = torch.stack([image_tensor(load_image(image_root, s["image_1"]))
                                   if s.get("image_1") else blank for s in batch])
-            encoded = {k: v.to(self.device) for k, v in encode_batch(list(questions), list(answers)).items()}
-            logits = self.model(images.to(self.device), encoded["question"], encoded["decoder_input"])
+            encoded = {key: value.to(self.device)
+                       for key, value in encode_batch(list(questions), list(answers)).items()}
+            logits = self.model(images.to(self.device), encoded["question"],
+                                encoded["decoder_input"])
             losses += sequence_losses(logits, encoded["target"]).tolist()
         return losses

@@ -38,7 +38,8 @@ class HFScorer(Scorer):
         if dtype == "auto":
             dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
         if dtype not in DTYPES:
-            raise ValueError(f"filter.scorer.dtype '{dtype}' is not one of auto, {', '.join(DTYPES)}")
+            raise ValueError(f"filter.scorer.dtype '{dtype}' is not one of auto, "
+                             f"{', '.join(DTYPES)}")
         self.dtype = DTYPES[dtype]
         self.model = self.processor = None
 
@@ -74,7 +75,7 @@ class HFScorer(Scorer):
     def prompt_text(self, question: str, with_image: bool) -> str:
         """The model's own rendering of one user turn, ending where the answer starts."""
         if getattr(self.processor, "chat_template", None):
-            content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": question}]
+            content = [{"type": "image"}] * with_image + [{"type": "text", "text": question}]
             return self.processor.apply_chat_template(
                 [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
         image_token = getattr(self.processor, "image_token", "<image>")
@@ -97,8 +98,8 @@ class HFScorer(Scorer):
             for number, group in enumerate(groups):
                 inputs = pending.popleft().result()
                 if number + 2 < len(groups):
-                    pending.append(pool.submit(self.encode, [samples[i] for i in groups[number + 2]],
-                                               image_root))
+                    upcoming = [samples[i] for i in groups[number + 2]]
+                    pending.append(pool.submit(self.encode, upcoming, image_root))
                 losses.update(zip(group, self.forward(inputs)))
         return [losses[i] for i in range(len(samples))]
 
@@ -111,11 +112,12 @@ class HFScorer(Scorer):
                   if with_image else None)
         prompt_inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
         answer_ids = self.tokenizer(list(answers), add_special_tokens=False)["input_ids"]
-        prompt_ids, prompt_mask = prompt_inputs.pop("input_ids"), prompt_inputs.pop("attention_mask")
+        prompt_ids = prompt_inputs.pop("input_ids")
+        prompt_mask = prompt_inputs.pop("attention_mask")
         # per-token side inputs (e.g. token type ids) follow the ids; answer tokens get 0
         per_token = {k: v for k, v in prompt_inputs.items()
                      if torch.is_tensor(v) and v.shape[:2] == prompt_ids.shape}
-        rows: dict[str, list[torch.Tensor]] = {"input_ids": [], "labels": [], **{k: [] for k in per_token}}
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in ["input_ids", "labels", *per_token]}
         for row, answer in enumerate(answer_ids):
             keep = prompt_mask[row].bool()  # drops padding on whichever side the tokenizer pads
             answer = torch.tensor(answer, dtype=prompt_ids.dtype)
@@ -135,13 +137,19 @@ class HFScorer(Scorer):
         inputs.update({k: v for k, v in prompt_inputs.items() if k not in per_token})
         return inputs
 
+    def _to_device(self, value):
+        if not torch.is_tensor(value):
+            return value
+        if torch.is_floating_point(value):  # pixel values follow the model's dtype
+            return value.to(self.device, self.dtype)
+        return value.to(self.device)
+
     @torch.inference_mode()
     def forward(self, inputs: dict[str, torch.Tensor]) -> list[float]:
         """Mean answer-token loss of each row of encoded inputs, in one forward pass."""
         inputs = dict(inputs)
         labels = inputs.pop("labels").to(self.device)
-        inputs = {k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
-                  if torch.is_tensor(v) else v for k, v in inputs.items()}
+        inputs = {key: self._to_device(value) for key, value in inputs.items()}
         logits = self.model(**inputs).logits
         return answer_losses(logits, labels)
 

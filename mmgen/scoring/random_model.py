@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 # LLaVA-1.5's conversation shape: "USER: <image>\n{question} ASSISTANT: {answer}"
+_PARTS = "{% for part in message['content'] %}"
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'user' %}USER: "
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %} {% else %}ASSISTANT: "
-    "{% for part in message['content'] %}{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}</s>{% endif %}{% endfor %}"
+    + _PARTS + "{% if part['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    + _PARTS + "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %} "
+    "{% else %}ASSISTANT: "
+    + _PARTS + "{% if part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}</s>"
+    "{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 SIZES = {

@@ -39,8 +39,8 @@ def check_backend(backend: DictConfig) -> None:
     if backend.name not in ALL_BACKENDS:
         raise ValueError(f"backend.name={backend.name!r} is not one of {', '.join(ALL_BACKENDS)}")
     needs_key = backend.require_key and not (backend.name == "azure" and backend.entra_id)
-    if backend.name == "openai_batch" and not backend.batch.submit:
-        needs_key = False  # export only
+    if backend.name == "openai_batch" and (not backend.batch.submit or backend.batch.results):
+        needs_key = False  # export only, or import of files already downloaded
     if needs_key and not os.environ.get(backend.api_key_env):
         raise MissingKeyError(
             f"backend {backend.name} needs an API key in the environment variable "
@@ -120,9 +120,16 @@ def endpoint(cfg: DictConfig) -> Iterator[str | None]:
     if cfg.backend.name != "demo_teacher":
         yield cfg.backend.base_url
         return
+    from dataclasses import fields
+
     from mmgen.demo.teacher import Teacher, TeacherConfig
 
     options = OmegaConf.to_container(cfg.backend.teacher, resolve=True)
+    known = {field.name for field in fields(TeacherConfig)} - {"data_dir", "model"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"backend.teacher.{unknown[0]} is not a demo teacher setting; "
+                         f"use one of {', '.join(sorted(known))}")
     teacher = Teacher(TeacherConfig(data_dir=str(cfg.dataset.root), model=cfg.backend.model,
                                     **options))
     base_url = teacher.start()

@@ -193,7 +193,7 @@ class Engine:
             record["attempts"] += 1
             self.calls += 1
             try:
-                return await asyncio.wait_for(self.chat.complete(body), settings.timeout_s)
+                return await self.chat.complete(body)  # the client enforces timeout_s
             except Exception as err:
                 failure = classify(err)
                 self.call_errors[failure.error_class] += 1

@@ -74,6 +74,7 @@ class ImageEncoder:
         self.jpeg_quality, self.detail = jpeg_quality, detail
         self.cache_size = cache_size
         self._cache: OrderedDict[str, EncodedImage] = OrderedDict()
+        self._measured: OrderedDict[str, EncodedImage] = OrderedDict()  # header-only, dry runs
         self._lock = threading.Lock()
         self.encoded = 0  # images actually decoded and encoded (cache misses)
 
@@ -123,6 +124,18 @@ class ImageEncoder:
 
     def measure(self, path: str) -> EncodedImage:
         """Like encode but only reads the header: size and tokens, a stub URL (for dry runs)."""
+        with self._lock:
+            if path in self._measured:
+                self._measured.move_to_end(path)
+                return self._measured[path]
+        measured = self._measure(path)
+        with self._lock:
+            self._measured[path] = measured
+            while len(self._measured) > self.cache_size:
+                self._measured.popitem(last=False)
+        return measured
+
+    def _measure(self, path: str) -> EncodedImage:
         try:
             with Image.open(self.root / path) as image:
                 turned = _orientation(image) in ROTATED

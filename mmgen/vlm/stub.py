@@ -105,7 +105,7 @@ class StubServer:
                            (line.partition(":") for line in lines[1:] if line)}
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
                 if self.record:
-                    self.headers_seen.append(headers)
+                    self.headers_seen.append({**headers, ":path": path})
                 status, payload, content_type = await self._route(method, path, headers, body)
                 writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
                              f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)

@@ -23,7 +23,8 @@ def demo_eval(tmp_path_factory) -> tuple[Path, list[dict]]:
 
 
 def with_answer(sample: dict, answer: str) -> dict:
-    return {**sample, "conversations": [sample["conversations"][0], {"from": "gpt", "value": answer}]}
+    question = sample["conversations"][0]
+    return {**sample, "conversations": [question, {"from": "gpt", "value": answer}]}
 
 
 def test_checkpoint_is_committed_and_small():

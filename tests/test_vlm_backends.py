@@ -1,0 +1,64 @@
+"""Backends: Azure OpenAI request shape, Entra ID without azure-identity, compatible servers
+without a key, and an unknown backend name."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from mmgen import generate
+from mmgen.contracts import read_log
+from mmgen.vlm.client import check_backend
+from mmgen.vlm.stub import StubServer
+from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_prompts_fixture
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory) -> Path:
+    return build_small_demo(tmp_path_factory.mktemp("demo"))
+
+
+def test_azure_sends_to_the_deployment_with_api_version_and_key(make_config, demo_root,
+                                                               monkeypatch):
+    monkeypatch.setenv("MMGEN_TEST_AZURE_KEY", "azure-test-key")
+    with StubServer() as server:
+        cfg = make_config(f"dataset.root={demo_root}", "backend=azure", "generate.progress=false",
+                          f"backend.azure_endpoint=http://127.0.0.1:{server.port}",
+                          "backend.deployment=my-gpt4o", "backend.api_key_env=MMGEN_TEST_AZURE_KEY")
+        write_prompts_fixture(cfg, demo_prompt_records(demo_root, 2))
+        out = generate.run(cfg)
+    chat = [h for h in server.headers_seen if h[":path"].split("?")[0].endswith("/chat/completions")]
+    assert len(chat) == 2
+    assert all(h[":path"] == "/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
+               for h in chat)
+    assert all(h.get("api-key") == "azure-test-key" for h in chat)
+    records = read_log(out / "generations.jsonl")
+    assert all(r["status"] == "ok" and r["model"] == "gpt-4o" for r in records)  # priced as gpt-4o
+
+
+@pytest.mark.skipif(importlib.util.find_spec("azure") is not None, reason="azure-identity present")
+def test_entra_id_without_azure_identity_says_what_to_install(make_config, demo_root):
+    cfg = make_config(f"dataset.root={demo_root}", "backend=azure", "backend.entra_id=true",
+                      "backend.azure_endpoint=http://127.0.0.1:9", "generate.progress=false")
+    write_prompts_fixture(cfg, demo_prompt_records(demo_root, 1))
+    with pytest.raises(RuntimeError, match=r"azure-identity.*mmgen\[azure\]"):
+        generate.run(cfg)
+
+
+def test_compatible_server_needs_no_key(make_config, demo_root, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with StubServer() as server:
+        cfg = make_config(f"dataset.root={demo_root}", "backend=compatible",
+                          f"backend.base_url={server.base_url}", "backend.model=qwen2-vl",
+                          "generate.progress=false")
+        write_prompts_fixture(cfg, demo_prompt_records(demo_root, 1))
+        generate.run(cfg)
+    assert server.headers_seen[-1]["authorization"] == "Bearer not-needed"
+    assert server.requests[-1]["model"] == "qwen2-vl"
+
+
+def test_unknown_backend_is_named(make_config):
+    cfg = make_config("backend.name=claude")
+    with pytest.raises(ValueError, match="backend.name='claude' is not one of openai, azure"):
+        check_backend(cfg.backend)
