@@ -26,9 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_embed import draw_charts  # noqa: E402
+from bench_embed import draw_charts
 
-from mmgen.clip import ClipEncoder, _collate, _ImageFiles, _single_thread_worker  # noqa: E402
+from mmgen.clip import ClipEncoder, _collate, _ImageFiles, _single_thread_worker
 
 
 def main() -> None:
@@ -43,8 +43,9 @@ def main() -> None:
     name = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU (smoke check only)"
     print(f"device: {name}, torch {torch.__version__}, "
           f"{os.cpu_count()} CPU cores, {args.workers} loader workers, batch {args.batch}")
-    config = SimpleNamespace(arch="ViT-B-32", pretrained=None, device=args.device, fp16_on_cuda=True,
-                             batch_size=args.batch, num_workers=args.workers, templates=["{}"])
+    config = SimpleNamespace(arch="ViT-B-32", pretrained=None, device=args.device,
+                             fp16_on_cuda=True, batch_size=args.batch, num_workers=args.workers,
+                             templates=["{}"])
     encoder = ClipEncoder(config)
     model, preprocess, _ = encoder._load()
     with tempfile.TemporaryDirectory(prefix="gpu_embed_") as folder:

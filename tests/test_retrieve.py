@@ -175,17 +175,19 @@ def test_image_queries_find_the_subgroup_kind(method, demo, cache, truth, tmp_pa
     assert precision(task, truth) >= 0.9
 
 
-def test_a_quota_the_pool_cannot_fill_is_logged_not_padded(demo, cache, tmp_path, caplog):
+def test_a_quota_the_pool_cannot_fill_is_logged_not_padded(text_run, demo, cache, tmp_path,
+                                                            caplog):
+    first = text_run[0]["subgroups"][0]
+    strict = first["candidate_scores"][len(first["candidate_scores"]) // 2]  # half qualify
     with caplog.at_level(logging.WARNING):
         task, stats = run_retrieve(demo, tmp_path, cache, "caps_per_image='1'",
-                                   "retrieval.min_score=0.6")
-    short = [g for g in task["subgroups"]
-             if stats["retrieve"]["subgroups"][g["keyword"]]["taken"]
-             < stats["retrieve"]["subgroups"][g["keyword"]]["quota"]]
-    assert short, "min_score=0.6 should leave some quota unfilled"
-    for group in short:
-        assert f"subgroup '{group['keyword']}' needs" in caplog.text
-        assert all(score >= 0.6 for score in group["candidate_scores"])
+                                   f"retrieval.min_score={strict}")
+    group = task["subgroups"][0]
+    counts = stats["retrieve"]["subgroups"][group["keyword"]]
+    assert len(first["candidate_image_paths"]) // 2 <= counts["taken"] < counts["quota"]
+    assert counts["taken"] == counts["supply"] == len(group["candidate_image_paths"])
+    assert min(group["candidate_scores"]) >= strict
+    assert f"subgroup '{group['keyword']}' needs {counts['quota']} images but only" in caplog.text
     assert "not padding" in caplog.text
 
 

@@ -41,7 +41,11 @@ NO_IMAGE_ANSWER = ("I am the mmgen demo teacher, an offline stand-in for GPT-4o.
                    "image and ask for a JSON list of question/answer objects about it.")
 
 
-class UnreadableImage(ValueError):
+class BadRequest(ValueError):
+    """The request cannot be answered as sent (the teacher answers 400)."""
+
+
+class UnreadableImage(BadRequest):
     """A request image could not be decoded."""
 
 
@@ -60,7 +64,8 @@ def image_signature(image: Image.Image) -> tuple[np.ndarray, np.ndarray] | None:
     image.draft("RGB", (side * 4, side * 4))  # JPEG: decode at up to 1/8 scale, most of the cost
     # Bicubic low-passes before it subsamples, so thin lines land alike whatever the source size;
     # reducing_gap box-averages big images down to 3x the side first, which is cheaper.
-    thumbnail = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    thumbnail = image.convert("RGB").resize((side, side), Image.Resampling.BICUBIC,
+                                            reducing_gap=3.0)
     colour = np.asarray(thumbnail, dtype=np.float32)
     gray = colour @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     if gray.std() < FLAT_STD:
@@ -76,7 +81,8 @@ def decode_data_url(url: str) -> Image.Image:
     """Open a `data:image/...;base64,` URL as a lazy PIL image; raise UnreadableImage if broken."""
     header, _, payload = url.partition(",")
     if not header.startswith("data:image/") or ";base64" not in header:
-        raise UnreadableImage(f"expected a base64 data URL 'data:image/...;base64,', got {url[:40]!r}")
+        raise UnreadableImage("the demo teacher reads only base64 data URLs "
+                              f"('data:image/...;base64,'), got {url[:40]!r}")
     try:
         image = Image.open(io.BytesIO(base64.b64decode(payload, validate=False)))
         image.size  # noqa: B018  (forces the header to be read)
@@ -181,9 +187,17 @@ def reply_format(texts: list[str]) -> tuple[int, list[str]] | None:
     return int(found[1]), re.findall(r'"(\w+)"', found[2])
 
 
-def compose_reply(messages: list, index: ImageIndex) -> tuple[str, int]:
-    """The teacher's reply text to a chat request, and the request's prompt token estimate."""
-    texts, urls = message_texts(messages), image_urls(messages)
+def compose_reply(body: bytes, index: ImageIndex) -> tuple[str, int]:
+    """The teacher's reply text to a chat request body, and the request's prompt token estimate."""
+    try:
+        request = json.loads(body)
+    except ValueError as err:
+        raise BadRequest(f"request body is not valid JSON: {err}") from err
+    if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
+        raise BadRequest("request body needs a 'messages' list")
+    if request.get("stream"):
+        raise BadRequest("the demo teacher does not stream; send stream=false")
+    texts, urls = message_texts(request["messages"]), image_urls(request["messages"])
     prompt_tokens = sum(len(text) for text in texts) // 4 + IMAGE_TOKENS * len(urls)
     return _reply_text(texts, urls, index), prompt_tokens
 

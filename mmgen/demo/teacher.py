@@ -12,18 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import logging
 import signal
 import threading
-import time
 from collections import Counter, OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from mmgen.demo.recognize import ImageIndex, UnreadableImage, compose_reply
+from mmgen.demo.recognize import BadRequest, ImageIndex, compose_reply
 from mmgen.demo.teacher_faults import (
     FaultPlan,
+    completion_response,
     error_body,
     fault_response,
     http_response,
@@ -31,10 +30,6 @@ from mmgen.demo.teacher_faults import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class BadRequest(ValueError):
-    """The request cannot be answered as sent (answered 400)."""
 
 
 @dataclass
@@ -55,14 +50,14 @@ class TeacherConfig:
 
 
 class Teacher:
-    """The demo teacher server: `with Teacher(cfg) as teacher:` or `base_url = start()`, `stop()`."""
+    """The demo teacher server: `with Teacher(cfg) as base_url:`, or `start()` then `stop()`."""
 
     def __init__(self, config: TeacherConfig, index: ImageIndex | None = None):
         self.config = config
         self.index = index
         self.faults = FaultPlan(config.seed, {
-            "rate_limit": config.rate_429, "server": config.rate_500,
-            "malformed": config.rate_malformed, "stall": config.rate_stall, "drop": config.rate_drop,
+            "rate_limit": config.rate_429, "server": config.rate_500, "drop": config.rate_drop,
+            "malformed": config.rate_malformed, "stall": config.rate_stall,
         })
         self.stats: Counter[str] = Counter()  # requests, ok, rate_limit, server, malformed, ...
         self.port: int | None = None
@@ -116,9 +111,8 @@ class Teacher:
         self._thread.join()
         self._loop = self._thread = self._server = None
 
-    def __enter__(self) -> Teacher:
-        self.start()
-        return self
+    def __enter__(self) -> str:
+        return self.start()
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
@@ -164,7 +158,8 @@ class Teacher:
                     name, _, value = line.partition(":")
                     headers[name.strip().lower()] = value.strip()
                 if "chunked" in headers.get("transfer-encoding", ""):
-                    writer.write(http_response(411, error_body("send the body with Content-Length", "invalid")))
+                    writer.write(http_response(411, error_body("send a Content-Length body",
+                                                               "invalid_request_error")))
                     break
                 length = int(headers.get("content-length") or 0)
                 body = await reader.readexactly(length) if length else b""
@@ -195,8 +190,9 @@ class Teacher:
             if method != "POST":
                 return http_response(405, error_body("use POST", "invalid_request_error"))
             return await self._chat(body)
-        return http_response(404, error_body(f"unknown path {path}; the demo teacher serves /v1/models and "
-                                 "/v1/chat/completions", "invalid_request_error"))
+        return http_response(404, error_body(f"unknown path {path}; the demo teacher serves "
+                                             "/v1/models and /v1/chat/completions",
+                                             "invalid_request_error"))
 
     async def _chat(self, body: bytes) -> bytes | None:
         digest = hashlib.blake2b(body, digest_size=16).digest()
@@ -209,46 +205,25 @@ class Teacher:
             return fault_response(fault, self.config.retry_after_s)
         try:
             content, prompt_tokens = self._reply(digest, body)
-        except (UnreadableImage, BadRequest) as err:
+        except BadRequest as err:
             self.stats["bad_request"] += 1
-            return http_response(400, error_body(str(err), "invalid_request_error", "invalid_request"))
+            return http_response(400, error_body(str(err), "invalid_request_error",
+                                                 "invalid_request"))
+        self.stats[fault or "ok"] += 1
         if fault == "stall":
-            self.stats["stall"] += 1
             await asyncio.sleep(self.config.stall_s)
         elif fault == "malformed":
-            self.stats["malformed"] += 1
             content = malformed_reply(content, digest)
-        else:
-            self.stats["ok"] += 1
-        completion_tokens = max(1, len(content) // 4)
-        return http_response(200, {
-            "id": f"chatcmpl-demo-{digest.hex()[:24]}", "object": "chat.completion",
-            "created": int(time.time()), "model": self.config.model,
-            "system_fingerprint": "mmgen-demo-teacher",
-            "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
-                         "message": {"role": "assistant", "content": content, "refusal": None}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        })
+        return completion_response(content, prompt_tokens, self.config.model, digest.hex()[:24])
 
     def _reply(self, digest: bytes, body: bytes) -> tuple[str, int]:
         """Reply text and prompt token estimate for a request body, cached by body digest."""
-        if digest in self._replies:
-            self._replies.move_to_end(digest)
-            return self._replies[digest]
-        try:
-            request = json.loads(body)
-        except ValueError as err:
-            raise BadRequest(f"request body is not valid JSON: {err}") from err
-        if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
-            raise BadRequest("request body needs a 'messages' list")
-        if request.get("stream"):
-            raise BadRequest("the demo teacher does not stream; send stream=false")
-        reply = compose_reply(request["messages"], self.index)
-        self._replies[digest] = reply
-        if len(self._replies) > 4096:
-            self._replies.popitem(last=False)
-        return reply
+        if digest not in self._replies:
+            self._replies[digest] = compose_reply(body, self.index)
+            if len(self._replies) > 4096:
+                self._replies.popitem(last=False)
+        self._replies.move_to_end(digest)
+        return self._replies[digest]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -265,8 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = TeacherConfig(**vars(args))
     if not (Path(config.data_dir) / "truth.json").is_file():
-        parser.error(f"--data-dir {config.data_dir}: no truth.json there; build the demo data first "
-                     f"(python -m mmgen.demo data_dir={config.data_dir})")
+        parser.error(f"--data-dir {config.data_dir}: no truth.json there; build the demo data "
+                     f"first (python -m mmgen.demo data_dir={config.data_dir})")
     log.info("config %s", asdict(config))
     try:
         asyncio.run(Teacher(config).serve_forever())

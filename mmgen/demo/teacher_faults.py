@@ -11,6 +11,7 @@ import json
 import random
 import struct
 import threading
+import time
 
 # Order matters only for how one uniform draw is split into intervals.
 FAULT_KINDS = ("rate_limit", "server", "malformed", "stall", "drop")
@@ -36,11 +37,11 @@ class FaultPlan:
         self._lock = threading.Lock()
 
     def draw(self, body_digest: bytes) -> str | None:
-        """Fault kind for the next arrival of the body with this digest, or None for a clean reply."""
+        """Fault kind for the next arrival of the body with this digest, or None for none."""
         with self._lock:
             occurrence = self._seen.get(body_digest, 0)
             self._seen[body_digest] = occurrence + 1
-        key = struct.pack("<qq", self.seed, sum(self._seen.values()))
+        key = struct.pack("<qq", self.seed, occurrence) + body_digest
         draw = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") / 2.0**64
         threshold = 0.0
         for kind in FAULT_KINDS:
@@ -101,3 +102,16 @@ def fault_response(kind: str, retry_after_s: float) -> bytes | None:
                                              "request (injected by the demo teacher)",
                                              "server_error"))
     return None
+
+
+def completion_response(content: str, prompt_tokens: int, model: str, reply_id: str) -> bytes:
+    """A 200 response in the OpenAI chat completion shape."""
+    completion_tokens = max(1, len(content) // 4)
+    return http_response(200, {
+        "id": f"chatcmpl-demo-{reply_id}", "object": "chat.completion",
+        "created": int(time.time()), "model": model, "system_fingerprint": "mmgen-demo-teacher",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
+                     "message": {"role": "assistant", "content": content, "refusal": None}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    })

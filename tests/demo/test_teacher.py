@@ -47,8 +47,8 @@ def index(demo_dir) -> ImageIndex:
 
 @pytest.fixture(scope="module")
 def teacher(demo_dir, index):
-    with Teacher(TeacherConfig(data_dir=str(demo_dir)), index=index) as server:
-        yield server.base_url
+    with Teacher(TeacherConfig(data_dir=str(demo_dir)), index=index) as base_url:
+        yield base_url
 
 
 def client(base_url: str, **kwargs) -> openai.OpenAI:
@@ -205,9 +205,10 @@ def test_each_fault_appears_at_its_rate_with_the_right_client_error(demo_dir, tr
         async with async_client:
             return Counter(await asyncio.gather(*(one(n) for n in range(requests))))
 
-    with Teacher(config, index=index) as teacher:
-        seen = asyncio.run(run(teacher.base_url))
-        served = dict(teacher.stats)
+    teacher = Teacher(config, index=index)
+    with teacher as base_url:
+        seen = asyncio.run(run(base_url))
+    served = dict(teacher.stats)
     assert sum(seen.values()) == requests
     for kind in ("rate_limit", "server", "malformed", "stall", "drop"):
         assert 8 <= seen[kind] <= 32, f"{kind}: {seen[kind]} of {requests}, expected about 20"
@@ -216,8 +217,8 @@ def test_each_fault_appears_at_its_rate_with_the_right_client_error(demo_dir, tr
 
 
 def test_server_error_rate_half_with_sync_client(demo_dir, index):
-    with Teacher(TeacherConfig(data_dir=str(demo_dir), rate_500=0.5, seed=11), index=index) as t:
-        sync_client = client(t.base_url)
+    with Teacher(TeacherConfig(data_dir=str(demo_dir), rate_500=0.5, seed=11), index=index) as url:
+        sync_client = client(url)
         seen = Counter(outcome(lambda n=n: sync_client.chat.completions.create(
             model="demo-teacher", messages=text_prompt(n)).choices[0].message.content)
             for n in range(200))
@@ -229,8 +230,8 @@ def test_faults_are_deterministic_by_seed_whatever_the_order(demo_dir, index):
     def outcomes(seed: int, order: list[int]) -> dict[tuple[int, int], str]:
         config = TeacherConfig(data_dir=str(demo_dir), rate_429=0.2, retry_after_s=0.25,
                                rate_500=0.2, rate_drop=0.1, seed=seed)
-        with Teacher(config, index=index) as teacher:
-            sync_client = client(teacher.base_url)
+        with Teacher(config, index=index) as base_url:
+            sync_client = client(base_url)
             return {(n, attempt): outcome(lambda n=n: sync_client.chat.completions.create(
                 model="demo-teacher", messages=text_prompt(n)).choices[0].message.content)
                 for n in order for attempt in range(3)}
