@@ -1,6 +1,6 @@
 """Generation engine throughput, CPU per request and peak RSS, against a local stub server.
 
-    python benchmarks/bench_generate.py                # 640 prompts at 0.3 s latency + 150K RSS run
+    python benchmarks/bench_generate.py                # 1280 prompts at 0.3 s latency + 150K RSS
     python benchmarks/bench_generate.py --rss-prompts 0  # skip the 150K run
 
 1. Our engine (python -m mmgen.generate's code path, backend=compatible) at concurrency 64
@@ -21,6 +21,7 @@ import argparse
 import base64
 import itertools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -122,6 +123,39 @@ def run_seed_scheme(root: Path, prompts_path: Path, base_url: str, workers: int)
     return {"req_per_s": done[0] / seconds, "seconds": seconds}
 
 
+def run_bare_client(base_url: str, count: int, concurrency: int) -> dict:
+    """Reference: the bare AsyncOpenAI client posting a tiny body at the same concurrency (no
+    images, no parsing, no log): what this machine allows the HTTP stack right now."""
+    import asyncio
+
+    import httpx2
+
+    from mmgen.vlm.client import make_clients
+
+    backend = config(Path(tempfile.gettempdir()), "backend=compatible",
+                     f"backend.base_url={base_url}", "backend.model=gpt-4o").backend
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Reply with only a JSON "
+                                             'list of 1 objects with the keys "Q", "A".'}]}
+
+    async def go() -> float:
+        clients = make_clients(backend, base_url, concurrency)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(number: int) -> None:
+            async with gate:
+                await clients[number % len(clients)].post(
+                    "/chat/completions", cast_to=httpx2.Response, body=body)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(number) for number in range(count)))
+        seconds = time.perf_counter() - started
+        for client in clients:
+            await client.close()
+        return seconds
+
+    return {"req_per_s": count / asyncio.run(go())}
+
+
 def rss_child(mode: str, root: Path, work: Path, count: int, base_url: str,
               concurrency: int) -> None:
     """Child process: one 150K-prompt stage run; prints its peak RSS and timing as JSON.
@@ -168,7 +202,7 @@ def rss_child(mode: str, root: Path, work: Path, count: int, base_url: str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="generation engine benchmark")
-    parser.add_argument("--prompts", type=int, default=640)
+    parser.add_argument("--prompts", type=int, default=1280)
     parser.add_argument("--latency", type=float, default=0.3)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seed-workers", type=int, default=12)
@@ -185,18 +219,23 @@ def main() -> None:
     root = build_small_demo(work / "demo")
     stub, base_url = start_stub(args.latency)
     try:
+        load = os.getloadavg()[0]
+        bare = run_bare_client(base_url, args.prompts, args.concurrency)
         ours = run_ours(root, work, args.prompts, base_url, args.concurrency)
         seed = run_seed_scheme(root, work / f"ours-{args.prompts}/prompts.jsonl", base_url,
                                args.seed_workers)
     finally:
         stub.kill()
     limit = args.concurrency / args.latency
-    print(f"prompts {args.prompts}, latency {args.latency} s, concurrency {args.concurrency}")
+    print(f"prompts {args.prompts}, latency {args.latency} s, concurrency {args.concurrency}, "
+          f"load average {load:.1f} at start on {os.cpu_count()} CPUs")
     print(f"ours:        {ours['req_per_s']:.1f} req/s (engine {ours['engine_s']:.2f} s, stage "
           f"{ours['stage_wall_s']:.2f} s); ratio to the {limit:.0f} req/s limit: "
           f"{ours['req_per_s'] / limit:.3f}")
     print(f"seed scheme: {seed['req_per_s']:.1f} req/s ({args.seed_workers} workers, "
           f"{seed['seconds']:.2f} s); ours / seed = {ours['req_per_s'] / seed['req_per_s']:.2f}x")
+    print(f"bare client: {bare['req_per_s']:.1f} req/s (tiny body, nothing else); "
+          f"ours / bare = {ours['req_per_s'] / bare['req_per_s']:.2f}")
     print(f"client CPU:  {ours['cpu_ms_per_request']:.2f} ms per request (whole stage, our process)")
     if args.rss_prompts:
         stub, base_url = start_stub(0.0)

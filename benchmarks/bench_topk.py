@@ -55,7 +55,8 @@ def child(mode: str, directory: str, quota: int) -> None:
     guard /= np.linalg.norm(guard, axis=1, keepdims=True)
     started = time.perf_counter()
     if mode == "read":
-        total = sum(float(rows[:1, :1].sum()) for _, rows in iter_windows(layout, 3))
+        total = sum(float(rows[:1, :1].astype(np.float32).sum())
+                    for _, rows in iter_windows(layout, 3))
         result = {"checksum": total}
     else:
         chosen, counts = select_top_k(iter_windows(layout, 200), lambda rows, positions: rows @ queries.T,

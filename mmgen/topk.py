@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-WINDOW_FLOATS = 1 << 24  # floats per window and per score block (64 MB as float32)
+WINDOW_FLOATS = 1 << 24  # values read from a shard at a time (32 MB as float16)
+BLOCK_ROWS = 512  # rows converted to float32 and scored at once: small enough to stay in cache
 
 # (float32 pool rows [n, dim], their pool positions [n]) -> scores [n, subgroups]
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -41,7 +42,7 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
 
 def iter_windows(layout: Sequence[tuple[Path, np.ndarray, np.ndarray]], width: int = 512
                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (pool positions, float32 rows) window by window from each shard's chosen rows.
+    """Yield (pool positions, rows as stored) window by window from each shard's chosen rows.
 
     Rows are read with plain file reads, not a memory map, so resident memory stays one window
     however large the pool is; `width` (the widest score block) sets the window size.
@@ -62,7 +63,7 @@ def iter_windows(layout: Sequence[tuple[Path, np.ndarray, np.ndarray]], width: i
                                 offset=offset + first * row_bytes).reshape(-1, dim)
             if hi - lo < last - first:  # only some rows of this window belong to the pool
                 block = block[rows[lo:hi] - first]
-            yield positions[lo:hi], block.astype(np.float32)
+            yield positions[lo:hi], block
 
 
 class RunningTopK:
@@ -93,11 +94,20 @@ class RunningTopK:
         return self.ids[order], self.scores[order]
 
 
+def blockwise_scores(score_fn: ScoreFn, rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """score_fn over float32 copies of BLOCK_ROWS rows at a time (float16 shards convert in cache,
+    about twice as fast as converting a whole window first)."""
+    return np.concatenate([score_fn(rows[i:i + BLOCK_ROWS].astype(np.float32, copy=False),
+                                    positions[i:i + BLOCK_ROWS])
+                           for i in range(0, len(rows), BLOCK_ROWS)])
+
+
 def near_duplicates(rows: np.ndarray, guard: np.ndarray, threshold: float) -> np.ndarray:
-    """Which rows have a cosine above `threshold` to any guard row (computed in bounded blocks)."""
-    step = max(1, WINDOW_FLOATS // max(len(guard), 1))
-    return np.concatenate([(rows[i:i + step] @ guard.T).max(axis=1) > threshold
-                           for i in range(0, len(rows), step)]) if len(rows) else np.zeros(0, bool)
+    """Which rows have a cosine above `threshold` to any guard row."""
+    if not len(rows):
+        return np.zeros(0, bool)
+    return blockwise_scores(lambda block, _: (block @ guard.T).max(axis=1, keepdims=True),
+                            rows, np.zeros(len(rows), np.int64))[:, 0] > threshold
 
 
 def select_top_k(windows: Iterator[tuple[np.ndarray, np.ndarray]], score_fn: ScoreFn,
@@ -118,7 +128,7 @@ def select_top_k(windows: Iterator[tuple[np.ndarray, np.ndarray]], score_fn: Sco
     near_count = below_min = 0
     check_guard = guard is not None and guard_threshold is not None and len(guard) > 0
     for positions, rows in windows:
-        scores = score_fn(rows, positions)
+        scores = blockwise_scores(score_fn, rows, positions)
         best = scores.argmax(axis=1)
         best_score = scores[np.arange(len(rows)), best]
         eligible = best_score >= min_score

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from mmgen import generate
 from mmgen.contracts import load_dataset, read_json, read_log
-from mmgen.demo.recognize import ImageIndex, compose_reply
+from mmgen.demo.teacher import Teacher, TeacherConfig
 from mmgen.vlm.stub import StubServer
 from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_prompts_fixture
 
@@ -54,19 +55,17 @@ def test_export_splits_by_count_and_bytes(make_config, demo_root, tmp_path):
         generate.run(too_small)
 
 
-def teacher_results(out: Path, index: ImageIndex) -> Path:
-    """An output file in the Batch API's format, answered by the demo teacher."""
+def teacher_results(out: Path, demo_root: Path) -> Path:
+    """An output file in the Batch API's format: each exported request body POSTed to the demo
+    teacher, its response body stored under the request's custom_id."""
     results = out / "teacher-results.jsonl"
-    with results.open("w") as handle:
+    with Teacher(TeacherConfig(data_dir=str(demo_root), model="gpt-4o")) as base_url, \
+            httpx2.Client(base_url=base_url, timeout=60) as http, results.open("w") as handle:
         for number, (_, line) in enumerate(request_lines(out)):
-            content, prompt_tokens = compose_reply(line["body"]["messages"], index)
-            body = {"id": f"chatcmpl-{number}", "object": "chat.completion", "model": "gpt-4o",
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content}}],
-                    "usage": {"prompt_tokens": prompt_tokens,
-                              "completion_tokens": max(1, len(content) // 4)}}
+            response = http.post("/chat/completions", json=line["body"])
             handle.write(json.dumps({"id": f"batch_req_{number}", "custom_id": line["custom_id"],
-                                     "response": {"status_code": 200, "body": body},
+                                     "response": {"status_code": response.status_code,
+                                                  "body": response.json()},
                                      "error": None}) + "\n")
     return results
 
@@ -80,7 +79,7 @@ def test_import_of_teacher_results_equals_the_online_run(make_config, demo_root,
     batch = make_config(*common, *EXPORT_ONLY, out_dir=tmp_path / "batch")
     write_prompts_fixture(batch, demo_prompt_records(demo_root, 12, wanted=2))
     generate.run(batch)
-    results = teacher_results(tmp_path / "batch", ImageIndex(demo_root))
+    results = teacher_results(tmp_path / "batch", demo_root)
     generate.run(make_config(*common, *EXPORT_ONLY, f"backend.batch.results=['{results}']",
                              out_dir=tmp_path / "batch"))
     assert load_dataset(tmp_path / "batch/data.json") == load_dataset(tmp_path / "online/data.json")

@@ -1,8 +1,10 @@
-"""Recognise demo images by content, however the client resized or re-encoded them.
+"""What the demo teacher sees in a request, and what it answers.
 
-Each image in `truth.json` gets a perceptual signature: a small grayscale thumbnail with its mean
-removed and its norm set to one. A request image matches the demo image whose signature is
-closest (cosine similarity) if that similarity clears a threshold; otherwise it is unknown.
+Every image in `truth.json` gets a perceptual signature: small gray and colour thumbnails, mean
+removed, norm one. A request image matches the demo image with the closest signature (cosine
+similarity) if that similarity clears a threshold, however the client resized or re-encoded it;
+otherwise it is unknown. The answer about a known image comes from its truth entry through
+`mmgen.demo.charts` (make_qa, describe), in the shape the reply format sentence asks for.
 """
 from __future__ import annotations
 

@@ -34,11 +34,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TeacherConfig:
+    """How the demo teacher listens, how slow it is and which faults it injects."""
+
     data_dir: str  # demo data dir holding truth.json and the images it lists
     host: str = "127.0.0.1"  # loopback only: the teacher has no authentication
     port: int = 0  # 0 picks a free port
     model: str = "demo-teacher"  # model name listed and returned
-    latency_s: float = 0.0  # seconds added before every chat reply
+    latency_s: float = 0.0  # seconds from a chat request's arrival to its reply
     rate_429: float = 0.0  # share of requests answered 429 with Retry-After
     retry_after_s: float = 1.0  # seconds the 429 reply asks the client to wait
     rate_500: float = 0.0  # share of requests answered 500
@@ -195,26 +197,32 @@ class Teacher:
                                              "invalid_request_error"))
 
     async def _chat(self, body: bytes) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        # Latency counts from arrival, so composing the reply overlaps it, as on a real server.
+        reply_at = loop.time() + self.config.latency_s
         digest = hashlib.blake2b(body, digest_size=16).digest()
         self.stats["requests"] += 1
-        fault = self.faults.draw(digest)
-        if self.config.latency_s > 0:
-            await asyncio.sleep(self.config.latency_s)
-        if fault in ("drop", "rate_limit", "server"):
-            self.stats[fault] += 1
-            return fault_response(fault, self.config.retry_after_s)
-        try:
-            content, prompt_tokens = self._reply(digest, body)
-        except BadRequest as err:
-            self.stats["bad_request"] += 1
-            return http_response(400, error_body(str(err), "invalid_request_error",
-                                                 "invalid_request"))
-        self.stats[fault or "ok"] += 1
-        if fault == "stall":
-            await asyncio.sleep(self.config.stall_s)
-        elif fault == "malformed":
-            content = malformed_reply(content, digest)
-        return completion_response(content, prompt_tokens, self.config.model, digest.hex()[:24])
+        outcome = self.faults.draw(digest)
+        if outcome in ("drop", "rate_limit", "server"):
+            response = fault_response(outcome, self.config.retry_after_s)
+        else:
+            try:
+                content, prompt_tokens = self._reply(digest, body)
+            except BadRequest as err:
+                outcome, content = "bad_request", str(err)
+            if outcome == "bad_request":
+                response = http_response(400, error_body(content, "invalid_request_error",
+                                                         "invalid_request"))
+            else:
+                if outcome == "malformed":
+                    content = malformed_reply(content, digest)
+                response = completion_response(content, prompt_tokens, self.config.model,
+                                               digest.hex()[:24])
+        self.stats[outcome or "ok"] += 1
+        if outcome == "stall":
+            reply_at += self.config.stall_s
+        await asyncio.sleep(max(0.0, reply_at - loop.time()))
+        return response
 
     def _reply(self, digest: bytes, body: bytes) -> tuple[str, int]:
         """Reply text and prompt token estimate for a request body, cached by body digest."""
