@@ -59,7 +59,8 @@ def child(mode: str, directory: str, quota: int) -> None:
                     for _, rows in iter_windows(layout, 3))
         result = {"checksum": total}
     else:
-        chosen, counts = select_top_k(iter_windows(layout, 200), lambda rows, positions: rows @ queries.T,
+        columns = np.ascontiguousarray(queries.T)
+        chosen, counts = select_top_k(layout, lambda rows, positions: rows @ columns,
                                       [quota] * 3, min_score=-1.0, guard=guard,
                                       guard_threshold=0.98)
         result = {"taken": [len(ids) for ids, _ in chosen], "supply": counts["supply"]}

@@ -19,6 +19,7 @@ losses on the device match CPU float32 (float32 within 1e-3, bfloat16 within 5e-
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 import tempfile
@@ -127,7 +128,7 @@ def measure(scorer: HFScorer, samples: list[dict], folder: str) -> dict:
     losses = scorer.score(samples, folder)
     synchronize(scorer.device)
     end_to_end = len(samples) / (time.perf_counter() - t0)
-    assert len(losses) == len(samples) and all(loss == loss for loss in losses), "NaN loss"
+    assert len(losses) == len(samples) and all(math.isfinite(x) for x in losses), "NaN loss"
     return {"raw": raw, "encode": encode_only, "end_to_end": end_to_end,
             "tokens": int(encoded["attention_mask"].sum()) / len(batch),
             "answer_tokens": int((encoded["labels"] != -100).sum()) / len(batch),

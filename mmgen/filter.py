@@ -38,6 +38,7 @@ from mmgen.contracts import (
     write_dataset,
     write_jsonl,
 )
+from mmgen.scoring import build_scorer
 from mmgen.scoring.checks import CHECK_NAMES, apply_checks
 from mmgen.stage import fingerprint, is_fresh, launch, out_dir, run_stage
 
@@ -96,8 +97,6 @@ def shard_path(cfg: DictConfig, index: int, count: int) -> Path:
 
 def score_shard(cfg: DictConfig, passed: list[dict], index: int, count: int) -> dict[str, float]:
     """Score slice `index` of `count` into its shard file, resuming a partial one; id -> loss."""
-    from mmgen.scoring import build_scorer
-
     final_path, key = shard_path(cfg, index, count), scoring_key(cfg)
     done = read_shard(final_path, key)
     if done is not None:
@@ -200,7 +199,7 @@ def compute(cfg: DictConfig, work_dir: Path) -> dict:
     return {"samples": len(dataset["samples"]), "removed": by_check, "scored": len(scores),
             "kept": len(kept), "dropped_by_score": len(scores) - len(kept),
             "select": cfg.filter.select, "keep_fraction": cfg.filter.keep_fraction,
-            "scorer": cfg.filter.scorer._target_, "scorer_model": cfg.filter.scorer.model,
+            "scorer": build_scorer(cfg.filter).name,  # lazy: names the model, loads nothing
             "mean_loss_kept": _mean(kept_losses), "mean_loss_dropped": _mean(dropped_losses)}
 
 

@@ -147,7 +147,7 @@ def filter_html(inputs: dict) -> str:
              ["mean loss kept", stats.get("mean_loss_kept")],
              ["mean loss dropped", stats.get("mean_loss_dropped")],
              ["selection", f"{stats.get('select')} {stats.get('keep_fraction')}"],
-             ["scorer", stats.get("scorer_model") or stats.get("scorer")]]
+             ["scorer", stats.get("scorer")]]
     return table(["", "value"], rows)
 
 

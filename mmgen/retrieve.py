@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from mmgen.contracts import load_reference, load_task, sample_image_path, write_task
 from mmgen.stage import launch, out_dir, run_stage, update_stats
-from mmgen.topk import iter_windows, select_top_k, subgroup_quotas
+from mmgen.topk import select_top_k, subgroup_quotas
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,6 @@ def scan_pool(pool_paths: list[str], pool_hashes: list[str], failures: dict[str,
 
 
 def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
-    from mmgen.pool import list_images
-    from mmgen.retrievers import RetrievalContext
-
-    root = Path(cfg.dataset.root)
     task = load_task(out_dir(cfg) / "partition.json")
     subgroups = task["subgroups"]
     todo = [i for i, group in enumerate(subgroups) if not group.get("candidate_image_paths")]
@@ -120,47 +116,16 @@ def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
         write_task(work_dir / "task.json", task)
         return {"kept_from_task_file": len(subgroups)}
     encoder, hasher, store = _tools(cfg)
-
-    def hashes_of(paths: list[str]) -> list[str]:
-        return hasher.hash([root / path for path in paths])
-
-    pool_paths = list_images(root, cfg.dataset.pool)
-    pool_hashes = hashes_of(pool_paths)
-    embedding = store.add([root / path for path in pool_paths], pool_hashes, label="pool")
-    reference_images = [sample_image_path(task, sample) for sample in task["samples"]]
-    eval_images = _held_out_images(cfg)
-    guard_hashes = hashes_of(reference_images) + hashes_of(eval_images)
-    store.add([root / p for p in reference_images + eval_images], guard_hashes, "reference/eval")
-    view = scan_pool(pool_paths, pool_hashes, store.failures, {
-        "reference": set(guard_hashes[:len(reference_images)]),
-        "eval": set(guard_hashes[len(reference_images):]),
-        "task file candidate": set(hashes_of([p for g in subgroups
-                                              for p in g.get("candidate_image_paths", [])]))})
-    for path, reason in view.unreadable[:LISTED_FAILURES]:
-        log.warning("retrieve: skipping unreadable pool file %s: %s", path, reason)
-    if len(view.unreadable) > LISTED_FAILURES:
-        log.warning("retrieve: ... and %d more unreadable pool files",
-                    len(view.unreadable) - LISTED_FAILURES)
-
-    readable_guard = [h for h in guard_hashes if h not in store.failures]
-    guard = store.gather(readable_guard) if readable_guard else None
-    context = RetrievalContext(
-        keywords=[subgroups[i]["keyword"] for i in todo], templates=list(cfg.clip.templates),
-        encoder=encoder, reference_embeddings=[store.gather(
-            [guard_hashes[j] for j in subgroups[i]["reference_sample_idx"]
-             if guard_hashes[j] not in store.failures]) for i in todo],
-        num_candidates=len(view.candidates), seed=cfg.seed)
+    view, guard_hashes, embedding = _prepare_pool(cfg, task, hasher, store)
     retriever = instantiate(cfg.retrieval)
     all_quotas = subgroup_quotas(cfg.total_gen, [len(g["reference_sample_idx"]) for g in subgroups],
                                  cfg.caps_per_image.num_captions)
     quotas = [all_quotas[i] for i in todo]
-    width = max([len(todo), *(len(group) for group in context.reference_embeddings)])
-    windows = iter_windows(store.layout([file_hash for _, file_hash in view.candidates]), width)
-    min_score = retriever.min_score if retriever.scored else -np.inf
-    chosen, search = select_top_k(windows, retriever.score_fn(context), quotas, min_score, guard,
-                                  retriever.near_duplicate_cosine)
+    chosen, search = _search(cfg, task, todo, quotas, retriever, encoder, store, view,
+                             guard_hashes)
     view.excluded["near duplicates"] = search["near_duplicates"]
-    log.info("retrieve: %d unreadable pool files skipped; excluded %s", len(view.unreadable),
+    log.info("retrieve: %d unreadable pool files skipped; excluded %s (near duplicates: of the "
+             "images that would have been taken)", len(view.unreadable),
              ", ".join(f"{count} {reason}" for reason, count in view.excluded.items()))
 
     subgroup_stats = {}
@@ -179,11 +144,64 @@ def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
         subgroup_stats[group["keyword"]] = {"quota": quota, "taken": len(positions),
                                             "supply": int(supply)}
     write_task(work_dir / "task.json", task)
-    return {"retrieval": retriever.name, "pool_files": len(pool_paths), "embedding": embedding,
-            "excluded": view.excluded, "unreadable": len(view.unreadable),
+    return {"retrieval": retriever.name, "pool_files": embedding["embedded"] + embedding["cached"],
+            "embedding": embedding, "excluded": view.excluded, "unreadable": len(view.unreadable),
             "unreadable_files": [{"path": p, "reason": r}
                                  for p, r in view.unreadable[:LISTED_FAILURES]],
             "subgroups": subgroup_stats}
+
+
+def _prepare_pool(cfg: DictConfig, task: dict, hasher, store) -> tuple[PoolView, list[str], dict]:
+    """Embed what is new (pool, reference and eval images) and decide which images may be taken.
+
+    Returns the pool view, the reference-then-eval image hashes, and the embedding counts.
+    """
+    from mmgen.pool import list_images
+
+    root = Path(cfg.dataset.root)
+
+    def hashes_of(paths: list[str]) -> list[str]:
+        return hasher.hash([root / path for path in paths])
+
+    pool_paths = list_images(root, cfg.dataset.pool)
+    pool_hashes = hashes_of(pool_paths)
+    embedding = store.add([root / path for path in pool_paths], pool_hashes, label="pool")
+    reference_images = [sample_image_path(task, sample) for sample in task["samples"]]
+    eval_images = _held_out_images(cfg)
+    guard_hashes = hashes_of(reference_images) + hashes_of(eval_images)
+    store.add([root / p for p in reference_images + eval_images], guard_hashes, "reference/eval")
+    kept = [path for group in task["subgroups"] for path in group.get("candidate_image_paths", [])]
+    view = scan_pool(pool_paths, pool_hashes, store.failures, {
+        "reference": set(guard_hashes[:len(reference_images)]),
+        "eval": set(guard_hashes[len(reference_images):]),
+        "task file candidate": set(hashes_of(kept))})
+    for path, reason in view.unreadable[:LISTED_FAILURES]:
+        log.warning("retrieve: skipping unreadable pool file %s: %s", path, reason)
+    if len(view.unreadable) > LISTED_FAILURES:
+        log.warning("retrieve: ... and %d more unreadable pool files",
+                    len(view.unreadable) - LISTED_FAILURES)
+    return view, guard_hashes, embedding
+
+
+def _search(cfg: DictConfig, task: dict, todo: list[int], quotas: list[int], retriever, encoder,
+            store, view: PoolView, guard_hashes: list[str]):
+    """Run the retrieval method over the pool view: (positions, scores) per subgroup in todo."""
+    from mmgen.retrievers import RetrievalContext
+
+    subgroups = task["subgroups"]
+    readable_guard = [h for h in guard_hashes if h not in store.failures]
+    context = RetrievalContext(
+        keywords=[subgroups[i]["keyword"] for i in todo], templates=list(cfg.clip.templates),
+        encoder=encoder, reference_embeddings=[store.gather(
+            [guard_hashes[j] for j in subgroups[i]["reference_sample_idx"]
+             if guard_hashes[j] not in store.failures]) for i in todo],
+        num_candidates=len(view.candidates), seed=cfg.seed)
+    width = max([len(todo), *(len(group) for group in context.reference_embeddings)])
+    min_score = retriever.min_score if retriever.scored else -np.inf
+    return select_top_k(store.layout([file_hash for _, file_hash in view.candidates]),
+                        retriever.score_fn(context), quotas, min_score,
+                        store.gather(readable_guard) if readable_guard else None,
+                        retriever.near_duplicate_cosine, width)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -49,7 +49,8 @@ class TextRetriever(Retriever):
 
     def score_fn(self, context: RetrievalContext) -> ScoreFn:
         queries = context.encoder.keyword_queries(context.keywords, context.templates)
-        return lambda rows, positions: rows @ queries.T
+        columns = np.ascontiguousarray(queries.T)  # a transposed view multiplies ~20x slower
+        return lambda rows, positions: rows @ columns
 
 
 class ImageCentroidRetriever(Retriever):
@@ -57,21 +58,23 @@ class ImageCentroidRetriever(Retriever):
 
     def score_fn(self, context: RetrievalContext) -> ScoreFn:
         centroids = _unit(np.stack([group.mean(axis=0) for group in context.reference_embeddings]))
-        return lambda rows, positions: rows @ centroids.T
+        columns = np.ascontiguousarray(centroids.T)  # a transposed view multiplies ~20x slower
+        return lambda rows, positions: rows @ columns
 
 
 class ImageKnnRetriever(Retriever):
     """Mean cosine to the subgroup's `knn_k` nearest reference images (k=1: the nearest one)."""
 
     def score_fn(self, context: RetrievalContext) -> ScoreFn:
-        groups = [group.astype(np.float32) for group in context.reference_embeddings]
+        groups = [np.ascontiguousarray(group.T, dtype=np.float32)  # [dim, members]
+                  for group in context.reference_embeddings]
 
         def scores(rows: np.ndarray, positions: np.ndarray) -> np.ndarray:
             columns = []
             for group in groups:
-                similarity = rows @ group.T
-                k = min(self.knn_k, group.shape[0])
-                nearest = np.partition(similarity, group.shape[0] - k, axis=1)[:, -k:]
+                similarity = rows @ group
+                k = min(self.knn_k, group.shape[1])
+                nearest = np.partition(similarity, group.shape[1] - k, axis=1)[:, -k:]
                 columns.append(nearest.mean(axis=1))
             return np.stack(columns, axis=1)
 

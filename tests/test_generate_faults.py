@@ -19,7 +19,7 @@ from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_promp
 FAULTS = ["backend.teacher.rate_429=0.05", "backend.teacher.rate_500=0.05",
           "backend.teacher.rate_malformed=0.04", "backend.teacher.rate_stall=0.03",
           "backend.teacher.rate_drop=0.03", "backend.teacher.retry_after_s=0.1",
-          "backend.teacher.stall_s=3", "generate.timeout_s=0.5", "generate.max_attempts=6",
+          "backend.teacher.stall_s=3", "generate.timeout_s=1", "generate.max_attempts=6",
           "generate.backoff_base_s=0.02", "generate.progress=false"]
 
 

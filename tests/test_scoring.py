@@ -12,12 +12,17 @@ from PIL import Image
 from mmgen.scoring import build_scorer
 from mmgen.scoring.checks import answer_in_options, apply_checks, is_number, parse_options
 from mmgen.scoring.hf import HFScorer
-from mmgen.scoring.random_model import save_random_llava
+from mmgen.scoring.random_model import save_random_llava, save_random_qwen2_vl
 
 
 @pytest.fixture(scope="module")
 def tiny_llava(tmp_path_factory) -> Path:
     return save_random_llava(tmp_path_factory.mktemp("tiny_llava"), size="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen2_vl(tmp_path_factory) -> Path:
+    return save_random_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"), seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,7 @@ SAMPLES = [sample(0, "What is the value of the tallest bar?", "42"),
            sample(2, "Which city lies to the north of the river in this chart, please?", "Oslo")]
 
 
-def manual_loss(folder: Path, image_root: Path, record: dict) -> float:
+def manual_loss(folder: Path, image_root: Path, record: dict, separator: str) -> float:
     """Cross-entropy over the answer tokens, from one unpadded forward pass of the whole text."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -57,7 +62,7 @@ def manual_loss(folder: Path, image_root: Path, record: dict) -> float:
     prompt = processor.apply_chat_template([{"role": "user", "content": content}],
                                            add_generation_prompt=True)
     images = [Image.open(image_root / record["image_1"]).convert("RGB")] if has_image else None
-    inputs = processor(text=[prompt + " " + answer], images=images, return_tensors="pt")
+    inputs = processor(text=[prompt + separator + answer], images=images, return_tensors="pt")
     answer_ids = processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
     ids = inputs["input_ids"][0]
     n = len(answer_ids)
@@ -68,13 +73,18 @@ def manual_loss(folder: Path, image_root: Path, record: dict) -> float:
     return -log_probs[torch.arange(n), ids[-n:]].mean().item()
 
 
-def test_hf_scorer_loss_is_cross_entropy_over_answer_tokens_only(tiny_llava, image_root):
-    scorer = HFScorer(model=str(tiny_llava), device="cpu", batch_size=4)
+# LLaVA's template ends "ASSISTANT:" and its tokenizer adds a prefix space; Qwen's ends with a
+# newline and adds none: the separator makes the whole text tokenise as prompt + answer tokens
+@pytest.mark.parametrize("model_fixture, separator", [("tiny_llava", " "), ("tiny_qwen2_vl", "")])
+def test_hf_scorer_loss_is_cross_entropy_over_answer_tokens_only(request, image_root,
+                                                                 model_fixture, separator):
+    folder = request.getfixturevalue(model_fixture)
+    scorer = HFScorer(model=str(folder), device="cpu", batch_size=4)
     losses = scorer.score(SAMPLES, image_root)
-    expected = [manual_loss(tiny_llava, image_root, record) for record in SAMPLES]
+    expected = [manual_loss(folder, image_root, record, separator) for record in SAMPLES]
     assert losses == pytest.approx(expected, abs=1e-4)
     # batching and padding change nothing: one sample at a time gives the same numbers
-    single = HFScorer(model=str(tiny_llava), device="cpu", batch_size=1).score(SAMPLES, image_root)
+    single = HFScorer(model=str(folder), device="cpu", batch_size=1).score(SAMPLES, image_root)
     assert single == pytest.approx(losses, abs=1e-4)
     # and the answer matters: a different answer to the same question scores differently
     other = [sample(0, "What is the value of the tallest bar?", "Plums and pears")]

@@ -1,6 +1,5 @@
 """Schemas for filter, export and report."""
 from dataclasses import dataclass, field
-from typing import Optional
 
 # A question "asks for a number" when it matches this (case-insensitive) and lists no options.
 NUMERIC_QUESTION_PATTERN = (
@@ -12,26 +11,26 @@ NUMERIC_QUESTION_PATTERN = (
 @dataclass
 class ScorerConfig:
     _target_: str = "mmgen.scoring.demo.DemoTargetScorer"  # scorer class (mmgen.scoring.*)
-    model: Optional[str] = None  # hub id or local folder; demo scorer: null = the committed model
-    model_class: Optional[str] = None  # transformers class name; null = AutoModelForImageTextToText
-    processor: Optional[str] = None  # processor hub id or folder when it differs from `model`
-    adapter: Optional[str] = None  # optional PEFT (LoRA) adapter folder applied on top of `model`
+    model: str | None = None  # hub id or local folder; demo scorer: null = the committed model
+    model_class: str | None = None  # transformers class name; null = AutoModelForImageTextToText
+    processor: str | None = None  # processor hub id or folder when it differs from `model`
+    adapter: str | None = None  # optional PEFT (LoRA) adapter folder applied on top of `model`
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16 (auto: bf16 on cuda, else float32)
-    max_image_side: Optional[int] = None  # downscale images whose longer side exceeds this, pixels
+    max_image_side: int | None = None  # downscale images whose longer side exceeds this, pixels
 
 
 @dataclass
 class ChecksConfig:
     exact_duplicates: bool = True  # drop a repeated question about the same image
     # word-set similarity 0..1 at which a question about the same image is a repeat; null = off
-    near_duplicates: Optional[float] = 0.9
+    near_duplicates: float | None = 0.9
     choices: bool = True  # a multiple-choice answer must be one of the options the question lists
     numeric: bool = True  # a question asking for a number must get an answer that parses as one
     numeric_question_pattern: str = NUMERIC_QUESTION_PATTERN  # regex: questions asking a number
-    min_question_chars: Optional[int] = 3  # shorter questions are dropped; null = no bound
-    max_question_chars: Optional[int] = 2000  # longer questions are dropped; null = no bound
-    min_answer_chars: Optional[int] = 1  # shorter answers are dropped; null = no bound
-    max_answer_chars: Optional[int] = 4000  # longer answers are dropped; null = no bound
+    min_question_chars: int | None = 3  # shorter questions are dropped; null = no bound
+    max_question_chars: int | None = 2000  # longer questions are dropped; null = no bound
+    min_answer_chars: int | None = 1  # shorter answers are dropped; null = no bound
+    max_answer_chars: int | None = 4000  # longer answers are dropped; null = no bound
 
 
 @dataclass

@@ -3,7 +3,8 @@ benchmarks: a byte-level BPE tokenizer trained on a few sentences, a CLIP image 
 chat template, and the model from a config. Nothing is downloaded.
 
 Sizes: `tiny` (a few hundred thousand parameters, for tests on CPU) and `llava-1.5-7b` (the
-paper's target model's shapes: CLIP ViT-L/14 at 336 px + a Llama-2-7B decoder).
+paper's target model's shapes: CLIP ViT-L/14 at 336 px + a Llama-2-7B decoder). A tiny Qwen2-VL
+(dynamic resolution, M-RoPE, a Qwen-style chat template) covers the other processor family.
 """
 from __future__ import annotations
 
@@ -102,5 +103,63 @@ def save_random_llava(folder: str | Path, size: str = "tiny", seed: int = 0, dty
     if dtype is not None:
         model = model.to(dtype)
     model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                 "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    + _PARTS + "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def save_random_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random-weight Qwen2-VL (processor + model) to `folder`."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        PreTrainedTokenizerFast,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLProcessor,
+    )
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    folder = Path(folder)
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)  # as Qwen's
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=QWEN_SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>",
+                                        pad_token="<|endoftext|>")
+    pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}  # at most 16 image tokens
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**pixels, patch_size=14, merge_size=2,
+                                              temporal_patch_size=2),
+        video_processor=Qwen2VLVideoProcessor(**pixels), tokenizer=tokenizer,
+        chat_template=QWEN_CHAT_TEMPLATE)
+    token = tokenizer.convert_tokens_to_ids
+    config = Qwen2VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+                     "max_position_embeddings": 2048, "bos_token_id": token("<|endoftext|>"),
+                     "eos_token_id": token("<|im_end|>"),
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
+                                         "mrope_section": [2, 3, 3]}},  # sums to head_dim / 2
+        vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 32, "num_heads": 2,
+                       "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
+                       "temporal_patch_size": 2},
+        image_token_id=token("<|image_pad|>"), video_token_id=token("<|video_pad|>"),
+        vision_start_token_id=token("<|vision_start|>"),
+        vision_end_token_id=token("<|vision_end|>"))
+    torch.manual_seed(seed)
+    Qwen2VLForConditionalGeneration(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

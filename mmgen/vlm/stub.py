@@ -21,17 +21,22 @@ REPLY_FORMAT = re.compile(r'JSON list of (\d+) objects with the keys ((?:"\w+"(?
 
 def canned_answer(body: dict) -> str:
     """Items in the shape the request's reply-format sentence asks for (default 1 x Q/A)."""
-    text = json.dumps(body.get("messages", []))
-    match = REPLY_FORMAT.search(text.replace('\\"', '"'))
+    texts = []  # only text parts: scanning base64 images would cost the server most of its CPU
+    for message in body.get("messages", []):
+        content = message.get("content")
+        texts += [content] if isinstance(content, str) else [
+            part.get("text", "") for part in content or [] if part.get("type") == "text"]
+    match = REPLY_FORMAT.search("\n".join(texts))
     count, keys = (int(match.group(1)), re.findall(r'"(\w+)"', match.group(2))) if match else (1, ["Q", "A"])
     return json.dumps([{key: f"{key} {index}" for key in keys} for index in range(count)])
 
 
 def completion(body: dict, answer: Callable[[dict], str], serial: int,
-               usage: tuple[int, int] | None = None) -> dict:
+               usage: tuple[int, int] | None = None, body_bytes: int | None = None) -> dict:
     """A chat.completion object answering `body` (usage: fixed token counts, else estimated)."""
     content = answer(body)
-    prompt_tokens, completion_tokens = usage or (len(json.dumps(body)) // 4, len(content) // 4)
+    size = body_bytes if body_bytes is not None else len(json.dumps(body))
+    prompt_tokens, completion_tokens = usage or (size // 4, len(content) // 4)
     return {"id": f"chatcmpl-{serial}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", "stub"),
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -127,7 +132,7 @@ class StubServer:
                 await asyncio.sleep(self.latency_s)
             if serial < self.fail_first:
                 return f"{self.fail_status} Stub Failure", b'{"error": {"message": "stub"}}', "application/json"
-            reply = completion(request, self.answer, serial, self.usage)
+            reply = completion(request, self.answer, serial, self.usage, len(body))
             return "200 OK", json.dumps(reply).encode(), "application/json"
         if method == "GET" and path.endswith("/models"):
             return "200 OK", b'{"object": "list", "data": [{"id": "stub", "object": "model"}]}', "application/json"
