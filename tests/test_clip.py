@@ -126,14 +126,16 @@ def test_unreadable_files_come_back_with_reasons(checkpoint, images, tmp_path):
     truncated.write_bytes(images[0].read_bytes()[:60])
     text = tmp_path / "notes.png"
     text.write_text("this is not an image")
-    paths = [images[0], empty, images[1], truncated, text, *images[2:]]
+    photo = tmp_path / "large.jpg"
+    Image.effect_noise((900, 700), 60).convert("RGB").save(photo, quality=90)
+    paths = [images[0], empty, images[1], truncated, text, *images[2:], photo]
     encoder = ClipEncoder(clip_config(checkpoint, batch_size=2, num_workers=2))
     embeddings, failures = encoder.encode_images(paths)
     assert set(failures) == {1, 3, 4}
     assert "empty" in failures[1]
     assert "unreadable" in failures[3]
     assert "not an image" in failures[4]
-    assert np.allclose(np.linalg.norm(embeddings[[0, 2, 5, 6, 7]], axis=1), 1.0, atol=1e-5)
+    assert np.allclose(np.linalg.norm(embeddings[[0, 2, 5, 6, 7, 8]], axis=1), 1.0, atol=1e-5)
 
 
 def test_every_clip_option_composes(make_config):

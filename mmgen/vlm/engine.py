@@ -1,6 +1,6 @@
 """The async generation engine: `concurrency` workers pull prompts from a stream, each prompt is
 encoded, sent with retries and backoff under rate limits, parsed (with format-fixing calls), and
-its one final record appended to the log the moment it is finished.
+its one final record handed to the log writer the moment it is finished.
 """
 from __future__ import annotations
 
