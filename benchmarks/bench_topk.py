@@ -95,7 +95,8 @@ def main() -> None:
             search = measure("search", Path(directory), args.quota)
         print(f"{dtype}: read all shards {baseline['seconds']:.2f} s "
               f"(peak RSS {baseline['peak_rss_gb']:.2f} GB); search {search['seconds']:.2f} s "
-              f"(peak RSS {search['peak_rss_gb']:.2f} GB), {search['seconds'] / baseline['seconds']:.2f}x "
+              f"(peak RSS {search['peak_rss_gb']:.2f} GB), "
+              f"{search['seconds'] / baseline['seconds']:.2f}x "
               f"the read; took {search['taken']} -> goal < 5 s and < 2.5 GB: "
               f"{'met' if search['seconds'] < 5 and search['peak_rss_gb'] < 2.5 else 'MISSED'}")
 

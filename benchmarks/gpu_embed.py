@@ -73,7 +73,8 @@ def main() -> None:
         print(f"raw forward (ViT-B-32 random init, {precision}): {raw:,.0f} images/s")
 
         loader = torch.utils.data.DataLoader(
-            _ImageFiles(paths, preprocess, encoder.draft_side), batch_size=args.batch, num_workers=args.workers,
+            _ImageFiles(paths, preprocess, encoder.draft_side), batch_size=args.batch,
+            num_workers=args.workers,
             collate_fn=_collate, worker_init_fn=_single_thread_worker,
             multiprocessing_context="fork")
         started = time.perf_counter()

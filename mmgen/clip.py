@@ -60,7 +60,7 @@ def _file_digest(path: Path) -> str:
 
 
 def expected_preprocess(arch: str, pretrained: str | None) -> dict:
-    """The inference preprocessing open_clip will use, derived from configs without loading weights."""
+    """The inference preprocessing open_clip will use, read from configs without loading weights."""
     import open_clip
     from open_clip.transform import PreprocessCfg, merge_preprocess_dict
 
@@ -131,11 +131,12 @@ class ClipEncoder:
 
     @cached_property
     def identity(self) -> dict:
-        """What makes two embeddings of the same file equal: architecture, weights, preprocessing."""
+        """What makes two embeddings of one file equal: architecture, weights, preprocessing."""
         pretrained = self.pretrained
         if pretrained is None:
-            raise ValueError(f"clip.pretrained is null for arch '{self.cfg.arch}': set an open_clip "
-                             "tag (e.g. laion2b_s34b_b79k) or a checkpoint path (clip=local)")
+            raise ValueError(f"clip.pretrained is null for arch '{self.cfg.arch}': set an "
+                             "open_clip tag (e.g. laion2b_s34b_b79k) or a checkpoint path "
+                             "(clip=local)")
         path = Path(pretrained)
         if path.is_file():
             weights = f"file-sha256:{_file_digest(path)}"
@@ -175,7 +176,8 @@ class ClipEncoder:
         loaded["size"] = [size, size] if isinstance(size, int) else list(size)
         if pretrained is not None and loaded != self.identity["preprocess"]:
             raise RuntimeError(f"open_clip preprocessing {loaded} differs from the expected "
-                               f"{self.identity['preprocess']}; the embedding cache key would be wrong")
+                               f"{self.identity['preprocess']}; the embedding cache key would be "
+                               "wrong")
         model.eval()
         self.draft_side = DRAFT_FACTOR * max(loaded["size"])
         self._model = (model, preprocess, open_clip.get_tokenizer(self.cfg.arch))
@@ -199,7 +201,7 @@ class ClipEncoder:
 
     def iter_image_embeddings(self, paths: Sequence[Path]
                               ) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]:
-        """Yield (indices into paths, float32 unit embeddings, [(index, reason) unreadable]) per batch."""
+        """Per batch: (indices into paths, float32 unit embeddings, [(index, why) unreadable])."""
         model, preprocess, _ = self._load()
         workers = max(0, int(self.cfg.num_workers)) if len(paths) > self.cfg.batch_size else 0
         loader = DataLoader(
@@ -220,7 +222,7 @@ class ClipEncoder:
                 yield indices, embeddings, failed
 
     def encode_images(self, paths: Sequence[Path]) -> tuple[np.ndarray, dict[int, str]]:
-        """Embed image files in memory: float32 [len(paths), dim] (zero rows for failures), failures."""
+        """Embed files in memory: float32 [len(paths), dim] (zero rows for failures), failures."""
         rows: dict[int, np.ndarray] = {}
         failures: dict[int, str] = {}
         for indices, embeddings, failed in self.iter_image_embeddings(paths):

@@ -19,7 +19,7 @@ from mmgen.stage import launch, run_stage
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ["task.json", "partition.json"]  # partition.json stays as made, for retrieve to start from
+OUTPUTS = ["task.json", "partition.json"]  # partition.json stays as made: retrieve starts from it
 REFSETS = ("full", "imbalanced", "small", "no_partition")
 
 

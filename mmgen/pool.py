@@ -44,7 +44,8 @@ def list_images(root: Path, folder: str) -> list[str]:
     """Image files under root/folder (recursive, hidden ones skipped), sorted, relative to root."""
     base = root / folder
     if not base.is_dir():
-        raise FileNotFoundError(f"pool folder '{base}' not found: set dataset.root and dataset.pool")
+        raise FileNotFoundError(f"pool folder '{base}' not found: set dataset.root and "
+                                "dataset.pool")
     found, ignored = [], 0
     for directory, subdirs, files in os.walk(base):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
@@ -81,7 +82,7 @@ def listing_digest(root: Path, folder: str) -> str:
 
 
 class FileHasher:
-    """Content hashes with a memo keyed by (path, size, mtime), so unchanged files are not reread."""
+    """Content hashes with a memo keyed by (path, size, mtime): unchanged files are not reread."""
 
     def __init__(self, cache_dir: Path, workers: int = 4):
         self.memo_path = Path(cache_dir) / "file_hashes.jsonl"
@@ -189,8 +190,8 @@ class EmbeddingStore:
             if not rows and not failed:
                 return
             name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-            _write_npy(self.directory / f"{name}.npy",
-                       np.concatenate(rows).astype(np.float16) if rows else np.zeros((0, 0), np.float16))
+            embeddings = np.concatenate(rows) if rows else np.zeros((0, 0))
+            _write_npy(self.directory / f"{name}.npy", embeddings.astype(np.float16))
             write_json(self.directory / f"{name}.failed.json", failed)
             _write_npy(self.directory / f"{name}.keys.npy", np.asarray(keys, dtype=HASH_DTYPE))
             rows.clear(), keys.clear(), failed.clear()
@@ -230,5 +231,6 @@ class EmbeddingStore:
         for shard_id in np.unique(shard_ids[shard_ids >= 0]):
             positions = np.flatnonzero(shard_ids == shard_id)
             order = np.argsort(rows[positions])
-            layout.append((self.shard_path(int(shard_id)), rows[positions][order], positions[order]))
+            layout.append((self.shard_path(int(shard_id)), rows[positions][order],
+                           positions[order]))
         return layout

@@ -1,4 +1,4 @@
-"""Retrieval methods (the `retrieval` config group's `_target_`): how a subgroup scores a pool image.
+"""Retrieval methods (the `retrieval` group's `_target_`): how a subgroup scores a pool image.
 
 Each method turns the subgroups into a score function over pool embeddings; `random` has none.
 A new method is a subclass here (or anywhere importable) named by `retrieval._target_`.
@@ -36,7 +36,7 @@ class Retriever:
     scored = True  # whether scores mean similarity (written to the task file, min_score applies)
 
     def score_fn(self, context: RetrievalContext) -> ScoreFn:
-        """A function from (float32 [n, dim] pool rows, their positions) to [n, subgroups] scores."""
+        """A function from (float32 [n, dim] pool rows, their positions) to [n, subgroups]."""
         raise NotImplementedError
 
 

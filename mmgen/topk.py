@@ -130,7 +130,8 @@ def gather_rows(layout: Sequence[tuple[Path, np.ndarray, np.ndarray]],
 
 
 def _scan(layout, score_fn: ScoreFn, keep: Sequence[int], min_score: float, width: int,
-          guard: np.ndarray | None, guard_threshold: float | None) -> tuple[list[RunningTopK], dict]:
+          guard: np.ndarray | None, guard_threshold: float | None
+          ) -> tuple[list[RunningTopK], dict]:
     """One pass over the pool: best subgroup per image, running top-`keep[s]` per subgroup.
 
     With a guard, every row that would enter a top-k is checked for near duplicates first.

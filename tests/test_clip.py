@@ -14,8 +14,9 @@ from PIL import Image
 from mmgen.clip import ClipEncoder, expected_preprocess, resolve_device
 
 TEST_ARCH = "mmgen-test-clip"
-TEST_MODEL = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
-                                              "patch_size": 16},
+TEST_MODEL = {"embed_dim": 32,
+              "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16,
+                             "patch_size": 16},
               "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
                            "layers": 1}}
 

@@ -35,7 +35,8 @@ def test_quotas_round_up_per_subgroup():
         subgroup_quotas(10, [1], 0)
 
 
-@pytest.mark.parametrize("leaks_win", [False, True], ids=["leaks_rank_anywhere", "leaks_rank_first"])
+@pytest.mark.parametrize("leaks_win", [False, True],
+                         ids=["leaks_rank_anywhere", "leaks_rank_first"])
 def test_streaming_search_equals_brute_force(leaks_win, tmp_path, monkeypatch):
     monkeypatch.setattr(mmgen.topk, "WINDOW_FLOATS", 1024 * 16)  # several windows per shard
     rng = np.random.default_rng(0)

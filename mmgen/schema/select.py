@@ -12,9 +12,9 @@ class ClipConfig:
     fp16_on_cuda: bool = True  # run the model in float16 when on a GPU
     batch_size: int = 64  # images per forward pass
     num_workers: int = 2  # image-decoding worker processes; 0 decodes in the main process
-    templates: list[str] = field(default_factory=lambda: ["{}"])  # text prompt ensemble; {} = keyword
+    templates: list[str] = field(default_factory=lambda: ["{}"])  # prompt ensemble; {} = keyword
     # this model's cosine scale, which the retrieval options default to (it differs per model):
-    text_match_cosine: float = 0.2  # text-image cosine from which an image plausibly shows a keyword
+    text_match_cosine: float = 0.2  # text-image cosine from which an image plausibly shows it
     image_match_cosine: float = 0.5  # image-image cosine from which two images plausibly match
     near_duplicate_cosine: float | None = 0.97  # image-image cosine above which two are copies
 
