@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mmgen.contracts import AppendLog
-from mmgen.stage import MARKER_DIR, is_fresh, out_dir, run_stage
+from mmgen.stage import MARKER_DIR, is_fresh, launch, out_dir, run_stage
 from mmgen.vlm.client import ChatClient, check_backend, endpoint, make_clients
 from mmgen.vlm.cost import prices_for
 from mmgen.vlm.engine import Engine, Settings
@@ -132,4 +132,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    launch(main)

@@ -186,7 +186,9 @@ def run_stage(cfg: DictConfig, stage: str, outputs: list[str],
 def update_stats(cfg: DictConfig, section: str, values: dict) -> None:
     """Merge `values` into stats.json[section] under a lock, atomically."""
     stats_path = out_dir(cfg) / "stats.json"
-    with FileLock(str(stats_path) + ".lock"):
+    lock_path = out_dir(cfg) / MARKER_DIR / "stats.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    with FileLock(str(lock_path)):
         stats = read_json(stats_path) if stats_path.exists() else {}
         stats[section] = values
         write_json(stats_path, stats)
