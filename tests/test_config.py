@@ -1,9 +1,9 @@
 """Config tree: composes, fails at compose time naming the key, and places outputs stably."""
 import pytest
+from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import compose_config
 from mmgen.stage import _quote_numeric_choice
 
 

@@ -31,7 +31,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_pipeline_writes_every_file_and_enough_samples(demo_run):
-    cfg, out, report_path, _ = demo_run
+    _, out, report_path, _ = demo_run
     for name in STAGE_FILES:
         assert (out / name).stat().st_size > 0, name
     assert report_path == (out / "report.html").resolve()

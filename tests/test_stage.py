@@ -4,6 +4,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from conftest import compose_config
+
 from mmgen.stage import fingerprint, is_fresh, run_stage
 
 

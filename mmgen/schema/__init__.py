@@ -1,6 +1,5 @@
 """The root config schema: every key a stage reads, typed, so typos fail at compose time."""
 from dataclasses import dataclass, field
-from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -17,7 +16,7 @@ class Config:
     total_gen: int = 1000  # generated training items wanted in total
     min_gen_per_candidate: int = 1  # items asked of the teacher per prompt
     seed: int = 0  # seeds every random choice; same seed, same files
-    task_file: Optional[str] = None  # start from an existing seed-format task file instead
+    task_file: str | None = None  # start from an existing seed-format task file instead
     check_images: bool = True  # verify every image exists before anything is sent anywhere
     paths: PathsConfig = field(default_factory=PathsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)

@@ -1,6 +1,5 @@
 """Schemas of the config groups every stage reads: paths, dataset, shard."""
 from dataclasses import dataclass, field
-from typing import Optional
 
 from omegaconf import MISSING
 
@@ -18,7 +17,7 @@ class DatasetConfig:
     root: str = MISSING  # input folder; every image path in the data files is relative to it
     reference: str = "reference.json"  # reference set (LLaVA style), relative to root
     pool: str = "pool"  # folder of unlabelled candidate images, relative to root
-    eval: Optional[str] = None  # optional held-out set excluded from retrieval, relative to root
+    eval: str | None = None  # optional held-out set excluded from retrieval, relative to root
     description: str = MISSING  # one line naming the task; fills the prompt templates
     keywords: list[str] = field(default_factory=list)  # subgroup keywords for zero-shot partition
 
