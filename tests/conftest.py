@@ -38,3 +38,21 @@ def make_config(tmp_path):
     def _make(*overrides: str, out_dir: Path | None = None) -> DictConfig:
         return compose_config(list(overrides), out_dir or tmp_path / "out")
     return _make
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo domain (about 150 images), built once per session. Tests must not change it."""
+    from mmgen.vlm.testing import build_small_demo
+
+    return build_small_demo(tmp_path_factory.mktemp("small_demo"))
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """The default-size demo domain, built once per session. Tests must not change it."""
+    from mmgen.demo import ensure_demo_data
+
+    root = tmp_path_factory.getbasetemp() / "demo_data"
+    ensure_demo_data(root)
+    return root

@@ -17,14 +17,9 @@ from mmgen.contracts import load_dataset, read_json, read_log
 from mmgen.vlm.client import MissingKeyError
 from mmgen.vlm.errors import FatalBackendError
 from mmgen.vlm.stub import StubServer, canned_answer
-from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_prompts_fixture
+from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return build_small_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture

@@ -12,14 +12,9 @@ from mmgen import generate
 from mmgen.contracts import load_dataset, read_json, read_log
 from mmgen.demo.teacher import Teacher, TeacherConfig
 from mmgen.vlm.stub import StubServer
-from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_prompts_fixture
+from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
 
 EXPORT_ONLY = ["backend=openai_batch", "backend.batch.submit=false", "generate.progress=false"]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return build_small_demo(tmp_path_factory.mktemp("demo"))
 
 
 def request_lines(out: Path) -> list[tuple[str, dict]]:

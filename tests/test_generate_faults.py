@@ -7,13 +7,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
-
-import pytest
 
 from mmgen import generate
 from mmgen.contracts import load_dataset, read_json, read_log
-from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_prompts_fixture
+from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
 
 # 20% of requests faulty: 429 + Retry-After, 500, malformed reply, stall past the timeout, drop
 FAULTS = ["backend.teacher.rate_429=0.05", "backend.teacher.rate_500=0.05",
@@ -21,11 +18,6 @@ FAULTS = ["backend.teacher.rate_429=0.05", "backend.teacher.rate_500=0.05",
           "backend.teacher.rate_drop=0.03", "backend.teacher.retry_after_s=0.1",
           "backend.teacher.stall_s=3", "generate.timeout_s=1", "generate.max_attempts=6",
           "generate.backoff_base_s=0.02", "generate.progress=false"]
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return build_small_demo(tmp_path_factory.mktemp("demo"))
 
 
 def test_twenty_percent_faults_end_in_one_record_per_prompt(make_config, demo_root):

@@ -16,15 +16,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    from mmgen.demo import ensure_demo_data
-
-    root = tmp_path_factory.getbasetemp() / "demo_data"
-    ensure_demo_data(root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     return tmp_path_factory.getbasetemp() / "demo_cache"
 

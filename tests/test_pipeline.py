@@ -19,12 +19,12 @@ STAGE_FILES = ["task.json", "prompts.jsonl", "generations.jsonl", "data.json", "
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """Run the demo pipeline once from scratch (demo data built on the way) and time it."""
+def demo_run(tmp_path_factory, demo):
+    """Run the demo pipeline once from scratch (empty cache) and time it."""
     from conftest import compose_config
 
     base = tmp_path_factory.mktemp("pipeline")
-    cfg = compose_config(["+experiment=demo", f"paths.demo_dir={base / 'demo_data'}"], base / "out")
+    cfg = compose_config(["+experiment=demo", f"paths.demo_dir={demo}"], base / "out")
     started = time.perf_counter()
     report_path = pipeline.run(cfg)
     return cfg, Path(cfg.paths.out_dir), report_path, time.perf_counter() - started

@@ -99,15 +99,6 @@ def test_store_embeds_new_content_once_and_remembers_unreadable_files(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    from mmgen.demo import ensure_demo_data
-
-    root = tmp_path_factory.getbasetemp() / "demo_data"
-    ensure_demo_data(root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     """One cache for the module, so the demo pool is embedded once."""
     return tmp_path_factory.getbasetemp() / "demo_cache"

@@ -3,7 +3,6 @@ without a key, and an unknown backend name."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -11,12 +10,7 @@ from mmgen import generate
 from mmgen.contracts import read_log
 from mmgen.vlm.client import check_backend
 from mmgen.vlm.stub import StubServer
-from mmgen.vlm.testing import build_small_demo, demo_prompt_records, write_prompts_fixture
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return build_small_demo(tmp_path_factory.mktemp("demo"))
+from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
 
 
 def test_azure_sends_to_the_deployment_with_api_version_and_key(make_config, demo_root,
