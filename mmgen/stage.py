@@ -75,17 +75,20 @@ def _config_value(cfg: DictConfig, key: str):
     return value
 
 
-def input_files(cfg: DictConfig, stage: str) -> list[Path]:
-    """Input files whose content shapes a stage's result beyond the config."""
-    if stage == "filter":  # generate is resumable, so data.json can grow under the same config
-        data_path = Path(cfg.paths.out_dir) / "data.json"
-        return [data_path] if data_path.is_file() else []
-    if stage != "partition":
-        return []
-    files = [Path(cfg.dataset.root) / cfg.dataset.reference]
-    if cfg.task_file:
-        files.append(Path(cfg.task_file))
-    return [path for path in files if path.is_file()]
+def input_digests(cfg: DictConfig, stage: str) -> dict[str, str]:
+    """Digests of what a stage reads beyond the config: data files, checkpoints, the pool."""
+    if stage == "partition":
+        files = [Path(cfg.dataset.root) / cfg.dataset.reference]
+        files += [Path(path) for path in (cfg.task_file, cfg.clip.pretrained) if path]
+    elif stage == "retrieve":  # the pool's images and the eval set shape the candidates too
+        from mmgen.pool import retrieval_inputs_digest
+
+        return {"pool": retrieval_inputs_digest(cfg)}
+    elif stage == "filter":  # generate is resumable, so data.json can grow under the same config
+        files = [Path(cfg.paths.out_dir) / "data.json"]
+    else:
+        files = []
+    return {str(path): _file_digest(path) for path in files if path.is_file()}
 
 
 def fingerprint(cfg: DictConfig, stage: str) -> str:
@@ -95,11 +98,8 @@ def fingerprint(cfg: DictConfig, stage: str) -> str:
         "stage": stage,
         "upstream": fingerprint(cfg, upstream) if upstream else None,
         "config": {key: _config_value(cfg, key) for key in keys},
-        "files": {str(path): _file_digest(path) for path in input_files(cfg, stage)},
+        "inputs": input_digests(cfg, stage),
     }
-    if stage == "retrieve":  # the pool's images and the eval set shape the candidates too
-        from mmgen.pool import retrieval_inputs_digest
-        payload["pool"] = retrieval_inputs_digest(cfg)
     encoded = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 

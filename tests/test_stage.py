@@ -78,3 +78,16 @@ def test_concurrent_jobs_compute_once_and_never_corrupt(tmp_path):
         results = list(pool.map(_job, *zip(*jobs)))
     assert results == ["x" * 100_000] * 4
     assert (tmp_path / "calls").read_text() == "x"
+
+
+def test_input_content_changes_invalidate_the_stage_that_reads_them(tmp_path):
+    root = tmp_path / "data"
+    (root / "pool").mkdir(parents=True)
+    (root / "reference.json").write_text('{"samples": []}')
+    cfg = compose_config(["+experiment=demo", f"dataset.root={root}"], tmp_path / "exp")
+    before = {stage: fingerprint(cfg, stage) for stage in ("partition", "retrieve")}
+    (root / "pool" / "new.png").write_bytes(b"png bytes")
+    assert fingerprint(cfg, "partition") == before["partition"]
+    assert fingerprint(cfg, "retrieve") != before["retrieve"]
+    (root / "reference.json").write_text('{"samples": [1]}')
+    assert fingerprint(cfg, "partition") != before["partition"]
