@@ -9,7 +9,7 @@ from mmgen import contracts
 from mmgen.contracts import ContractError
 
 REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
-SEED_TASK_FILES = sorted(REFERENCE_DIR.glob("*_task_file.json"))
+SEED_TASK_FILES = [REFERENCE_DIR / "ai2d_task_file.json", REFERENCE_DIR / "spatial_map_task_file.json"]
 
 
 def small_task() -> dict:
@@ -37,7 +37,6 @@ def write(tmp_path: Path, data, name="task.json") -> Path:
 
 @pytest.mark.parametrize("task_path", SEED_TASK_FILES, ids=lambda p: p.name)
 def test_seed_task_files_round_trip_unchanged_in_meaning(task_path, tmp_path):
-    assert len(SEED_TASK_FILES) == 2
     original = json.loads(task_path.read_text())
     task = contracts.load_task(task_path)
     contracts.write_task(tmp_path / "copy.json", task)
