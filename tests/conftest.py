@@ -56,3 +56,13 @@ def demo(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp() / "demo_data"
     ensure_demo_data(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def curation_demo_root(tmp_path_factory) -> Path:
+    """An even smaller demo domain (10 reference charts, 22 pool images) for the curation tests."""
+    from curation_data import SMALL_COUNTS
+
+    from mmgen.vlm.testing import build_small_demo
+
+    return build_small_demo(tmp_path_factory.mktemp("curation_demo"), SMALL_COUNTS)

@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 from mmgen.contracts import read_json, write_dataset, write_json, write_jsonl, write_task
-from mmgen.demo.build import build_demo
 from mmgen.demo.charts import KEYWORDS, make_qa
 
 SMALL_COUNTS = {"reference": {"bar": 4, "line": 3, "pie": 3},
@@ -36,10 +35,6 @@ def stub_generate(monkeypatch) -> None:
     monkeypatch.setattr(generate, "run", lambda cfg: Path(cfg.paths.out_dir), raising=False)
 
 
-def build_small_demo(root: Path) -> Path:
-    """A demo domain with 10 reference charts and 22 pool images (a few seconds)."""
-    build_demo(root, seed=0, counts=SMALL_COUNTS)
-    return root
 
 
 def write_upstream(out_dir: Path, demo_root: Path, captions_per_image: int = 3) -> dict:

@@ -5,17 +5,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from curation_data import build_small_demo, stub_generate, write_upstream
+from curation_data import stub_generate, write_upstream
 
 from mmgen import export
 from mmgen.contracts import load_dataset, read_json
 
 PROVENANCE = {"keyword", "candidate_score", "icl_indices", "prompt_id", "model", "target_loss"}
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return build_small_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(autouse=True)
@@ -24,13 +19,13 @@ def upstream_done(monkeypatch):
 
 
 @pytest.fixture
-def exported(make_config, demo_root, tmp_path):
+def exported(make_config, curation_demo_root, tmp_path):
     """Run the export with the given overrides; returns (out_dir, the filtered samples)."""
     def _run(*overrides: str) -> tuple[Path, list[dict]]:
         out = tmp_path / "out"
         if not (out / "data.json").exists():
-            write_upstream(out, demo_root)
-        export.run(make_config(f"dataset.root={demo_root}", *overrides, out_dir=out))
+            write_upstream(out, curation_demo_root)
+        export.run(make_config(f"dataset.root={curation_demo_root}", *overrides, out_dir=out))
         return out, load_dataset(out / "filtered.json")["samples"]
     return _run
 

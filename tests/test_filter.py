@@ -5,16 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
-from curation_data import BAD_ITEMS, build_small_demo, stub_generate, write_upstream
+from curation_data import BAD_ITEMS, stub_generate, write_upstream
 
 from mmgen import filter as filter_stage
 from mmgen.contracts import iter_jsonl, load_dataset, read_json
 from mmgen.scoring.demo import DemoTargetScorer
-
-
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return build_small_demo(tmp_path_factory.mktemp("demo"))
 
 
 @pytest.fixture(autouse=True)
@@ -36,16 +31,16 @@ def scored_counts(monkeypatch) -> list[int]:
     return calls
 
 
-def configure(make_config, demo_root: Path, out: Path, *overrides: str):
-    cfg = make_config(f"dataset.root={demo_root}", *overrides, out_dir=out)
+def configure(make_config, curation_demo_root: Path, out: Path, *overrides: str):
+    cfg = make_config(f"dataset.root={curation_demo_root}", *overrides, out_dir=out)
     return cfg
 
 
-def test_filter_keeps_the_highest_losses_and_counts_removals(make_config, demo_root, tmp_path,
+def test_filter_keeps_the_highest_losses_and_counts_removals(make_config, curation_demo_root, tmp_path,
                                                              scored_counts):
     out = tmp_path / "out"
-    counts = write_upstream(out, demo_root)
-    cfg = configure(make_config, demo_root, out)
+    counts = write_upstream(out, curation_demo_root)
+    cfg = configure(make_config, curation_demo_root, out)
     filter_stage.run(cfg)
 
     stats = read_json(out / "stats.json")["filter"]
@@ -67,25 +62,25 @@ def test_filter_keeps_the_highest_losses_and_counts_removals(make_config, demo_r
     assert all(s["keyword"] and s["prompt_id"] and s["icl_indices"] for s in kept)
 
 
-def test_identical_rerun_and_new_keep_fraction_do_not_rescore(make_config, demo_root, tmp_path,
+def test_identical_rerun_and_new_keep_fraction_do_not_rescore(make_config, curation_demo_root, tmp_path,
                                                               scored_counts):
     out = tmp_path / "out"
-    write_upstream(out, demo_root)
-    filter_stage.run(configure(make_config, demo_root, out))
+    write_upstream(out, curation_demo_root)
+    filter_stage.run(configure(make_config, curation_demo_root, out))
     first_calls = len(scored_counts)
-    filter_stage.run(configure(make_config, demo_root, out))
+    filter_stage.run(configure(make_config, curation_demo_root, out))
     assert len(scored_counts) == first_calls  # fresh: nothing ran
-    filter_stage.run(configure(make_config, demo_root, out, "filter.keep_fraction=0.25"))
+    filter_stage.run(configure(make_config, curation_demo_root, out, "filter.keep_fraction=0.25"))
     assert len(scored_counts) == first_calls  # scores reused from scores.shard-0-of-1.jsonl
     kept = load_dataset(out / "filtered.json")["samples"]
     assert len(kept) == round(0.25 * read_json(out / "stats.json")["filter"]["scored"])
 
 
 @pytest.mark.parametrize("select", ["low", "random"])
-def test_low_and_random_selection(make_config, demo_root, tmp_path, select):
+def test_low_and_random_selection(make_config, curation_demo_root, tmp_path, select):
     out = tmp_path / "out"
-    write_upstream(out, demo_root)
-    filter_stage.run(configure(make_config, demo_root, out, f"filter.select={select}"))
+    write_upstream(out, curation_demo_root)
+    filter_stage.run(configure(make_config, curation_demo_root, out, f"filter.select={select}"))
     records = [r for r in iter_jsonl(out / "scores.jsonl") if r["score"] is not None]
     kept = sorted(r["score"] for r in records if r["kept"])
     dropped = sorted(r["score"] for r in records if not r["kept"])
@@ -96,18 +91,18 @@ def test_low_and_random_selection(make_config, demo_root, tmp_path, select):
         assert max(kept) > min(dropped) and min(kept) < max(dropped)
 
 
-def test_sharded_scoring_merges_to_the_unsharded_result(make_config, demo_root, tmp_path,
+def test_sharded_scoring_merges_to_the_unsharded_result(make_config, curation_demo_root, tmp_path,
                                                         scored_counts):
     whole = tmp_path / "whole"
-    write_upstream(whole, demo_root)
-    filter_stage.run(configure(make_config, demo_root, whole))
+    write_upstream(whole, curation_demo_root)
+    filter_stage.run(configure(make_config, curation_demo_root, whole))
     sharded = tmp_path / "sharded"
-    write_upstream(sharded, demo_root)
+    write_upstream(sharded, curation_demo_root)
     scored_counts.clear()
 
-    filter_stage.run(configure(make_config, demo_root, sharded, "shard.count=2", "shard.index=1"))
+    filter_stage.run(configure(make_config, curation_demo_root, sharded, "shard.count=2", "shard.index=1"))
     assert not (sharded / "filtered.json").exists()  # shard 0 is still missing
-    filter_stage.run(configure(make_config, demo_root, sharded, "shard.count=2", "shard.index=0"))
+    filter_stage.run(configure(make_config, curation_demo_root, sharded, "shard.count=2", "shard.index=0"))
 
     shard_sizes = [len(list(iter_jsonl(sharded / f"scores.shard-{i}-of-2.jsonl"))) - 1
                    for i in range(2)]
@@ -119,18 +114,18 @@ def test_sharded_scoring_merges_to_the_unsharded_result(make_config, demo_root, 
     assert ids[0] == ids[1]
 
 
-def test_bad_selection_is_refused_with_the_key_name(make_config, demo_root, tmp_path):
+def test_bad_selection_is_refused_with_the_key_name(make_config, curation_demo_root, tmp_path):
     out = tmp_path / "out"
-    write_upstream(out, demo_root)
+    write_upstream(out, curation_demo_root)
     with pytest.raises(ValueError, match="filter.select 'highest'"):
-        filter_stage.run(configure(make_config, demo_root, out, "filter.select=highest"))
+        filter_stage.run(configure(make_config, curation_demo_root, out, "filter.select=highest"))
 
 
-def test_checks_can_be_switched_off(make_config, demo_root, tmp_path):
+def test_checks_can_be_switched_off(make_config, curation_demo_root, tmp_path):
     out = tmp_path / "out"
-    counts = write_upstream(out, demo_root)
+    counts = write_upstream(out, curation_demo_root)
     filter_stage.run(configure(
-        make_config, demo_root, out, "filter.checks.exact_duplicates=false",
+        make_config, curation_demo_root, out, "filter.checks.exact_duplicates=false",
         "filter.checks.near_duplicates=null", "filter.checks.choices=false",
         "filter.checks.numeric=false", "filter.checks.max_answer_chars=null"))
     stats = read_json(out / "stats.json")["filter"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from curation_data import build_small_demo, stub_generate, write_upstream
+from curation_data import stub_generate, write_upstream
 from PIL import Image
 
 from mmgen import report
@@ -20,21 +20,16 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars"]
 
 
-@pytest.fixture(scope="module")
-def demo_root(tmp_path_factory) -> Path:
-    return build_small_demo(tmp_path_factory.mktemp("demo"))
-
-
 @pytest.fixture(autouse=True)
 def upstream_done(monkeypatch):
     stub_generate(monkeypatch)
 
 
 @pytest.fixture
-def report_dir(make_config, demo_root, tmp_path) -> Path:
+def report_dir(make_config, curation_demo_root, tmp_path) -> Path:
     out = tmp_path / "out"
-    write_upstream(out, demo_root)
-    report.run(make_config(f"dataset.root={demo_root}", "report.gallery_per_subgroup=12",
+    write_upstream(out, curation_demo_root)
+    report.run(make_config(f"dataset.root={curation_demo_root}", "report.gallery_per_subgroup=12",
                            out_dir=out))
     return out
 

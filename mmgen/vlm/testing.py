@@ -19,11 +19,11 @@ SMALL_DEMO = {"reference": {"bar": 4, "line": 3, "pie": 3}, "eval": {"bar": 1, "
                        "table": 2}}
 
 
-def build_small_demo(root: Path) -> Path:
-    """A demo data dir with 73 images (about 2 s to build), for tests."""
+def build_small_demo(root: Path, counts: dict | None = None) -> Path:
+    """A demo data dir with 73 images by default (about 2 s to build), for tests."""
     from mmgen.demo.build import build_demo
 
-    build_demo(root, seed=0, counts=SMALL_DEMO)
+    build_demo(root, seed=0, counts=counts or SMALL_DEMO)
     return Path(root)
 
 
