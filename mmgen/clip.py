@@ -20,6 +20,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from mmgen.contracts import file_sha256
+
 if TYPE_CHECKING:  # any object with the clip config's attributes works (benchmarks pass one)
     from omegaconf import DictConfig
 
@@ -50,13 +52,6 @@ def resolve_weights(clip_cfg: DictConfig) -> str | None:
         return clip_cfg.pretrained or checkpoint
     return clip_cfg.pretrained
 
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def expected_preprocess(arch: str, pretrained: str | None) -> dict:
@@ -139,7 +134,7 @@ class ClipEncoder:
                              "(clip=local)")
         path = Path(pretrained)
         if path.is_file():
-            weights = f"file-sha256:{_file_digest(path)}"
+            weights = f"file-sha256:{file_sha256(path)[:16]}"
         elif "/" in pretrained or path.suffix in {".pt", ".pth", ".bin", ".safetensors"}:
             raise FileNotFoundError(f"clip.pretrained checkpoint '{pretrained}' not found; "
                                     "fix the path or name an open_clip pretrained tag")

@@ -5,6 +5,7 @@ atomic (temp file + rename), and the append log tolerates a torn last line.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -73,6 +74,15 @@ def read_json(path: str | Path) -> Any:
             return json.load(handle)
     except json.JSONDecodeError as err:
         raise ContractError(path, f"line {err.lineno} column {err.colno}", f"invalid JSON: {err.msg}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- append log

@@ -22,7 +22,14 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
-from mmgen.contracts import atomic_writer, read_json, read_log, repair_log, write_json
+from mmgen.contracts import (
+    atomic_writer,
+    file_sha256,
+    read_json,
+    read_log,
+    repair_log,
+    write_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +40,7 @@ SHARD_ROWS = 16384  # rows per shard written while embedding: bounds the work a 
 
 def content_hash(path: Path) -> str:
     """The hex content hash the cache uses for a file (first 128 bits of sha256)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:32]
+    return file_sha256(path)[:32]
 
 
 def list_images(root: Path, folder: str) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from mmgen.contracts import read_json, write_json
+from mmgen.contracts import file_sha256, read_json, write_json
 from mmgen.schema import register
 
 register()
@@ -56,13 +56,6 @@ RUNTIME_KEYS = {"clip.device", "clip.batch_size", "clip.num_workers", "clip.fp16
 MARKER_DIR = ".mmgen"
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _config_value(cfg: DictConfig, key: str):
     value = OmegaConf.select(cfg, key)
@@ -88,7 +81,7 @@ def input_digests(cfg: DictConfig, stage: str) -> dict[str, str]:
         files = [Path(cfg.paths.out_dir) / "data.json"]
     else:
         files = []
-    return {str(path): _file_digest(path) for path in files if path.is_file()}
+    return {str(path): file_sha256(path) for path in files if path.is_file()}
 
 
 def fingerprint(cfg: DictConfig, stage: str) -> str:
