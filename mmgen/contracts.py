@@ -124,7 +124,12 @@ def repair_log(path: str | Path) -> None:
         data = handle.read()
         if data.endswith(b"\n"):
             return
-        handle.truncate(data.rfind(b"\n") + 1)
+        tail_start = data.rfind(b"\n") + 1
+        try:  # a kill between the record and its newline: the record is whole, keep it
+            json.loads(data[tail_start:])
+            handle.write(b"\n")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            handle.truncate(tail_start)
 
 
 class AppendLog:

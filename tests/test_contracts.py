@@ -130,6 +130,15 @@ def test_append_log_tolerates_and_repairs_torn_last_line(tmp_path):
     assert path.read_text().count("\n") == 3
 
 
+def test_a_whole_record_missing_only_its_newline_is_kept(tmp_path):
+    path = tmp_path / "generations.jsonl"
+    path.write_text('{"id": "p1", "status": "ok", "items": []}\n{"id": "p2", "status": "ok", "items": []}')
+    assert [r["id"] for r in contracts.read_log(path)] == ["p1", "p2"]
+    with contracts.AppendLog(path) as log:
+        log.append({"id": "p3", "status": "ok", "items": []})
+    assert list(contracts.read_generations(path)) == ["p1", "p2", "p3"]
+
+
 def test_torn_line_in_the_middle_is_an_error(tmp_path):
     path = tmp_path / "generations.jsonl"
     path.write_text('{"id": "p1", "status": "ok", "items": []}\n{"id": "p2"\n{"id": "p3"}\n')

@@ -241,3 +241,24 @@ def test_api_key_is_used_but_never_written(make_config, demo_root, stub, tmp_pat
     assert any(".hydra" in path.parts for path in files) and len(files) > 5
     assert not [path for path in files if secret.encode() in path.read_bytes()]
     assert secret not in result.stdout + result.stderr
+
+
+def test_logs_moved_aside_within_one_second_are_all_kept(make_config, demo_root, stub,
+                                                          monkeypatch):
+    monkeypatch.setattr("mmgen.vlm.resume.time.strftime", lambda *_: "20250101-000000")
+    cfg = stub_config(make_config, demo_root, stub)
+    for count in (2, 3, 4):  # each change of prompts moves the previous log aside
+        write_prompts_fixture(cfg, demo_prompt_records(demo_root, count))
+        out = generate.run(cfg)
+    aside = sorted(len(read_log(path)) for path in out.glob("generations.superseded-*.jsonl"))
+    assert aside == [2, 3]
+
+
+def test_a_torn_log_key_moves_the_log_aside_instead_of_crashing(make_config, demo_root, stub):
+    cfg = stub_config(make_config, demo_root, stub)
+    write_prompts_fixture(cfg, demo_prompt_records(demo_root, 2))
+    out = generate.run(cfg)
+    (out / ".mmgen" / "generations.key.json").write_text('{"prompts_sha')  # killed mid-write
+    generate.run(cfg)
+    assert len(list(out.glob("generations.superseded-*.jsonl"))) == 1
+    assert len(read_log(out / "generations.jsonl")) == 2

@@ -104,3 +104,19 @@ def test_submit_poll_import_against_a_fake_batch_api(make_config, demo_root, mon
         assert len(load_dataset(out / "data.json")["samples"]) == 12
         generate.run(make_config(*overrides))  # all done: nothing happens
         assert len(server.batches) == 3 and len(read_log(out / "generations.jsonl")) == 12
+
+
+def test_changed_prompts_move_the_old_batch_files_aside(make_config, demo_root):
+    # A batch exported (or submitted) for old prompts must not be polled and imported into the
+    # fresh log of new prompts: prompt ids repeat across prompt versions (bar-chart-000000...).
+    cfg = make_config(f"dataset.root={demo_root}", *EXPORT_ONLY)
+    write_prompts_fixture(cfg, demo_prompt_records(demo_root, 3))
+    out = generate.run(cfg)
+    old = {line["custom_id"]: line["body"] for _, line in request_lines(out)}
+    write_prompts_fixture(cfg, demo_prompt_records(demo_root, 4, num_examples=2))
+    generate.run(cfg)
+    new = {line["custom_id"]: line["body"] for _, line in request_lines(out)}
+    assert len(new) == 4 and all(new[pid] != body for pid, body in old.items())
+    assert sum(entry["requests"] for entry in read_json(out / "batch/batches.json")["files"]) == 4
+    aside = list(out.glob("batch.superseded-*"))
+    assert len(aside) == 1 and (aside[0] / "batches.json").exists()

@@ -183,3 +183,22 @@ def test_budget_refuses_once_reached():
     held = budget.reserve(1, 0)
     assert held == 1.0 and budget.reserve(1, 0) is None and budget.reached
     assert budget.settle(held, 1, 0) == 1.0 and budget.spent_usd == 2.0
+
+
+def test_unusable_retry_after_values_are_ignored():
+    # a proxy's odd header must neither crash the run nor make a worker sleep forever
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({"retry-after": "inf"}) is None
+    assert parse_retry_after({"retry-after-ms": "inf", "retry-after": "3"}) == 3.0
+    error = status_error(429, {"retry-after": "1.5 seconds"})
+    assert classify(error).error_class == "rate_limit" and classify(error).retry_after is None
+    # an HTTP date is GMT even when written with -0000 (parsed without a time zone)
+    future = time.time() + 100
+    stamp = time.strftime("%a, %d %b %Y %H:%M:%S -0000", time.gmtime(future))
+    assert parse_retry_after({"retry-after": stamp}) == pytest.approx(100, abs=2)
+
+
+def test_big_endian_16_bit_grayscale_keeps_its_levels(tmp_path):
+    Image.new("I;16B", (40, 30), 40000).save(tmp_path / "scan.tiff")
+    encoded = ImageEncoder(tmp_path, image_format="png").encode("scan.tiff")
+    assert decode(encoded.url).getpixel((5, 5)) == (156, 156, 156)  # 40000 / 256

@@ -14,7 +14,7 @@ from mmgen.stage import MARKER_DIR, update_stats
 from mmgen.vlm.cost import prices_for, request_tokens
 from mmgen.vlm.images import ImageError
 from mmgen.vlm.messages import build_messages, image_paths, request_body
-from mmgen.vlm.resume import KEY_NAME, LOG_NAME, PROMPTS_NAME, log_key, scan_log
+from mmgen.vlm.resume import KEY_NAME, LOG_NAME, PROMPTS_NAME, log_key, read_key, scan_log
 
 log = logging.getLogger(__name__)
 REQUESTS_NAME = "requests.jsonl"
@@ -27,7 +27,7 @@ def done_ids(cfg: DictConfig, out: Path) -> set[str]:
     key_path = out / MARKER_DIR / KEY_NAME
     if not (out / LOG_NAME).exists() or not key_path.exists():
         return set()
-    if json.loads(key_path.read_text()) != log_key(cfg, out / PROMPTS_NAME):
+    if read_key(key_path) != log_key(cfg, out / PROMPTS_NAME):
         return set()
     return scan_log(out / LOG_NAME).done(cfg.generate.retry_failed)
 

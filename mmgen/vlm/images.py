@@ -49,8 +49,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        image = image.point(lambda value: value * (1 / 256)).convert("L")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # point() refuses the big-endian and native 16-bit modes: widen them to "I" first
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mmgen import modes
-from mmgen.contracts import AppendLog, iter_jsonl, iter_prompts, validate_generation, write_dataset
+from mmgen.contracts import (
+    AppendLog,
+    iter_jsonl,
+    iter_prompts,
+    validate_generation,
+    write_dataset,
+    write_json,
+)
 from mmgen.stage import MARKER_DIR, RUNTIME_KEYS, STAGE_INPUTS
 from mmgen.vlm.cost import Prices
 
@@ -51,18 +58,49 @@ def log_key(cfg: DictConfig, prompts_path: Path) -> dict:
 
 def prepare_log(cfg: DictConfig, out: Path) -> Path:
     """Keep the log if it was made from these prompts and settings, else move it aside."""
-    log_path, key_path = out / LOG_NAME, out / MARKER_DIR / KEY_NAME
+    from mmgen.vlm.batch import BATCH_DIR  # imported here: batch imports this module
+
+    log_path, key_path, batch_dir = out / LOG_NAME, out / MARKER_DIR / KEY_NAME, out / BATCH_DIR
     key = log_key(cfg, out / PROMPTS_NAME)
-    old_key = json.loads(key_path.read_text()) if key_path.exists() else None
-    if log_path.exists() and old_key != key:
+    old_key = read_key(key_path)
+    if old_key != key:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        aside = out / f"generations.superseded-{stamp}.jsonl"
-        log_path.rename(aside)
-        log.warning("%s was made from other prompts or settings (%s); moved it to %s and "
-                    "starting a fresh log", log_path, _changed(old_key, key), aside.name)
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    key_path.write_text(json.dumps(key) + "\n")
+        if log_path.exists():
+            aside = _free_name(out, f"generations.superseded-{stamp}", ".jsonl")
+            log_path.rename(aside)
+            log.warning("%s was made from other prompts or settings (%s); moved it to %s and "
+                        "starting a fresh log", log_path, _changed(old_key, key), aside.name)
+        if batch_dir.exists():  # its requests and results belong to the old prompts
+            aside = _free_name(out, f"batch.superseded-{stamp}", "")
+            batch_dir.rename(aside)
+            log.warning("%s holds Batch API files for other prompts or settings; moved it to %s "
+                        "(batches still running there are no longer polled)", batch_dir,
+                        aside.name)
+    write_json(key_path, key, indent=None)  # atomic: a kill never leaves a torn key
     return log_path
+
+
+def read_key(key_path: Path) -> dict | None:
+    """What the log was made from, or None when that is unknown (no key, or an unreadable one)."""
+    try:
+        key = json.loads(key_path.read_text())
+        if isinstance(key, dict):
+            return key
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        pass
+    log.warning("%s is unreadable; treating the log as made from unknown prompts", key_path)
+    return None
+
+
+def _free_name(folder: Path, stem: str, suffix: str) -> Path:
+    """folder/stem+suffix, or stem-2, stem-3... if taken: a move aside never overwrites."""
+    path, number = folder / f"{stem}{suffix}", 1
+    while path.exists():
+        number += 1
+        path = folder / f"{stem}-{number}{suffix}"
+    return path
 
 
 def _changed(old: dict | None, new: dict) -> str:
