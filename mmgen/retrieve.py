@@ -9,6 +9,7 @@ cosine. Quotas follow `caps_per_image`; a shortfall is logged, never padded.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,14 +108,58 @@ def scan_pool(pool_paths: list[str], pool_hashes: list[str], failures: dict[str,
     return view
 
 
+def guard_task_file_candidates(cfg: DictConfig, task: dict, todo: list[int]) -> dict[str, int]:
+    """Drop a task file's own candidates that are reference or eval images: the same path, or
+    the same content where both files exist (the seed's ai2d task file lists every reference
+    image among its candidates). Returns the count dropped per reason."""
+    from mmgen.pool import FileHasher
+
+    root = Path(cfg.dataset.root)
+    kept = [i for i in range(len(task["subgroups"])) if i not in todo]
+    if not kept:
+        return {}
+    guards = {"reference": [sample_image_path(task, s) for s in task["samples"]],
+              "eval": _held_out_images(cfg)}
+    by_path = {os.path.normpath(path): reason for reason, paths in guards.items()
+               for path in paths}
+    hasher = FileHasher(cfg.paths.cache_dir, cfg.clip.num_workers)
+
+    def hashes(paths: list[str]) -> dict[str, str]:  # empty files are no images: not compared
+        present = [path for path in paths
+                   if (root / path).is_file() and (root / path).stat().st_size > 0]
+        return dict(zip(present, hasher.hash([root / path for path in present])))
+
+    by_hash = {file_hash: reason for reason, paths in guards.items()
+               for file_hash in hashes(paths).values()}
+    dropped = {"reference": 0, "eval": 0}
+    for index in kept:
+        group = task["subgroups"][index]
+        paths, scores = group["candidate_image_paths"], group.get("candidate_scores")
+        content = hashes(paths) if by_hash else {}
+        reasons = [by_path.get(os.path.normpath(path)) or by_hash.get(content.get(path))
+                   for path in paths]
+        if not any(reasons):
+            continue
+        for reason in filter(None, reasons):
+            dropped[reason] += 1
+        log.warning("retrieve: subgroup %d ('%s') of the task file lists %d reference/eval "
+                    "images among its candidates; dropping them (leakage guard)", index,
+                    group["keyword"], sum(map(bool, reasons)))
+        group["candidate_image_paths"] = [p for p, r in zip(paths, reasons) if not r]
+        if scores is not None:
+            group["candidate_scores"] = [s for s, r in zip(scores, reasons) if not r]
+    return dropped
+
+
 def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
     task = load_task(out_dir(cfg) / "partition.json")
     subgroups = task["subgroups"]
     todo = [i for i, group in enumerate(subgroups) if not group.get("candidate_image_paths")]
+    guarded = guard_task_file_candidates(cfg, task, todo)
     if not todo:
         log.info("retrieve: every subgroup of the task file has candidates; keeping them")
         write_task(work_dir / "task.json", task)
-        return {"kept_from_task_file": len(subgroups)}
+        return {"kept_from_task_file": len(subgroups), "excluded": guarded}
     encoder, hasher, store = _tools(cfg)
     view, guard_hashes, embedding = _prepare_pool(cfg, task, hasher, store)
     retriever = instantiate(cfg.retrieval)
@@ -148,7 +193,7 @@ def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
             "embedding": embedding, "excluded": view.excluded, "unreadable": len(view.unreadable),
             "unreadable_files": [{"path": p, "reason": r}
                                  for p, r in view.unreadable[:LISTED_FAILURES]],
-            "subgroups": subgroup_stats}
+            "subgroups": subgroup_stats, "task_file_candidates_excluded": guarded}
 
 
 def _prepare_pool(cfg: DictConfig, task: dict, hasher, store) -> tuple[PoolView, list[str], dict]:

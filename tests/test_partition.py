@@ -98,8 +98,41 @@ def test_seed_task_file_is_used_and_its_candidates_kept(tmp_path):
         cfg.paths.cache_dir = str(tmp_path / "cache")
     retrieve.run(cfg)  # runs partition first; the file's candidates need no model at all
     task, original = load_task(tmp_path / "out" / "task.json"), load_task(source)
-    assert task["subgroups"] == original["subgroups"]
-    assert len(task["subgroups"][0]["candidate_image_paths"]) == 3922
+    group, seed_group = task["subgroups"][0], original["subgroups"][0]
+    assert group["reference_sample_idx"] == seed_group["reference_sample_idx"]
+    # the seed file lists all 98 of its reference images among its 3922 candidates: the
+    # leakage guard drops exactly those and keeps the rest in order
+    references = {f"{task['image_folder']}/{s['image_1']}" for s in task["samples"]}
+    assert group["candidate_image_paths"] == [
+        p for p in seed_group["candidate_image_paths"] if p not in references]
+    assert len(group["candidate_image_paths"]) == 3922 - 98
+
+
+def test_task_file_candidates_copying_a_reference_image_are_dropped(demo, cache, tmp_path):
+    reference = read_json(demo / "reference.json")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "reference").symlink_to(demo / "reference")
+    (tmp_path / "root" / "pool").symlink_to(demo / "pool")
+    first_pool = min((demo / "pool").iterdir()).name
+    copy = tmp_path / "copy" / "renamed.png"  # same bytes as reference sample 0, another name
+    copy.parent.mkdir()
+    copy.write_bytes((demo / reference["samples"][0]["image_1"]).read_bytes())
+    (tmp_path / "root" / "copies").symlink_to(copy.parent)
+    reference["subgroups"] = [{
+        "keyword": "bar chart", "reference_sample_idx": [0, 1],
+        "candidate_image_paths": [reference["samples"][1]["image_1"], "copies/renamed.png",
+                                  f"pool/{first_pool}"],
+        "candidate_scores": [0.9, 0.8, 0.7]}]
+    write_json(tmp_path / "task_in.json", reference)
+    cfg = compose_config(["+experiment=demo", f"dataset.root={tmp_path / 'root'}",
+                          "dataset.eval=null", f"task_file={tmp_path / 'task_in.json'}"],
+                         tmp_path / "out")
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(cache)
+    retrieve.run(cfg)
+    group = load_task(tmp_path / "out" / "task.json")["subgroups"][0]
+    assert group["candidate_image_paths"] == [f"pool/{first_pool}"]
+    assert group["candidate_scores"] == [0.7]
 
 
 def test_seed_task_file_images_are_checked(tmp_path):

@@ -169,3 +169,22 @@ def test_checks_remove_repeats_and_misformats_per_image():
     kept, removed = apply_checks(records, checks)
     assert removed == {f"r{i}": rule for i, (*_, rule) in enumerate(cases) if rule}
     assert [r["id"] for r in kept] == [f"r{i}" for i, (*_, rule) in enumerate(cases) if not rule]
+
+
+def test_reasoning_samples_are_checked_on_their_final_answer():
+    """Mode vqa's reasoning sample answers "<steps>\nAnswer: <A>": the steps are not the answer."""
+    from mmgen.schema.curation import ChecksConfig
+
+    checks = OmegaConf.structured(ChecksConfig())
+    steps = "Hiking is 92 and Art is 60. 92 + 60 = 152."
+    think = "\nThink it through step by step, then give the answer."
+    cases = [(0, "What is the sum of Hiking and Art?" + think, f"{steps}\nAnswer: 152", None),
+             (1, "How many bars are there?" + think, "I count them one by one.\nAnswer: lots",
+              "numeric"),
+             (2, "Pick one. Options: A. red B. blue" + think, "The bar is blue.\nAnswer: B", None),
+             (3, "Pick one. Options: A. red B. blue" + think, "It looks green.\nAnswer: green",
+              "choice")]
+    records = [dict(sample(image, question, answer), id=f"r{i}")
+               for i, (image, question, answer, _) in enumerate(cases)]
+    _, removed = apply_checks(records, checks)
+    assert removed == {f"r{i}": rule for i, (*_, rule) in enumerate(cases) if rule}

@@ -28,6 +28,8 @@ OPTIONS_HEADER = re.compile(r"\b(?:options|choices)\b[^:\n]*:\s*", re.IGNORECASE
 LETTERED_OPTION = re.compile(r"(?:^|\s|\()\(?([A-J])[\.\)]\s+(.+?)(?=\s+\(?[A-J][\.\)]\s|\s*\n|$)",
                              re.DOTALL)
 ANSWER_LABEL = re.compile(r"^(?:answer\s*:|A\d+\s*[\.:])\s*", re.IGNORECASE)
+# a reasoning sample's answer ends in its own line "Answer: <final answer>" (mode vqa, tqa)
+FINAL_ANSWER_LINE = re.compile(r"\n\s*answer\s*:\s*", re.IGNORECASE)
 NUMBER = re.compile(r"^[-+\u2212]?[$\u20ac\u00a3]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?"
                     r"\s*(%|percent|[A-Za-z]+(\s[A-Za-z]+)?)?$")
 NUMBER_WORDS = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -101,6 +103,7 @@ def format_failure(question: str, answer: str, checks) -> str | None:
     for text, low, high in bounds:
         if (low is not None and len(text) < low) or (high is not None and len(text) > high):
             return "length"
+    answer = FINAL_ANSWER_LINE.split(answer)[-1]  # the rules below check the final answer
     options = parse_options(question) if (checks.choices or checks.numeric) else None
     if checks.choices and options and not answer_in_options(answer, options):
         return "choice"
