@@ -6,6 +6,7 @@ changing an upstream key invalidates everything downstream and nothing else.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -68,6 +69,17 @@ def _config_value(cfg: DictConfig, key: str):
     return value
 
 
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return file_sha256(path)
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file, read once per process while its size and mtime stay the same."""
+    stat = path.stat()
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
 def input_digests(cfg: DictConfig, stage: str) -> dict[str, str]:
     """Digests of what a stage reads beyond the config: data files, checkpoints, the pool."""
     if stage == "partition":
@@ -81,7 +93,7 @@ def input_digests(cfg: DictConfig, stage: str) -> dict[str, str]:
         files = [Path(cfg.paths.out_dir) / "data.json"]
     else:
         files = []
-    return {str(path): file_sha256(path) for path in files if path.is_file()}
+    return {str(path): _file_digest(path) for path in files if path.is_file()}
 
 
 def fingerprint(cfg: DictConfig, stage: str) -> str:
