@@ -1,8 +1,10 @@
-"""Backends: Azure OpenAI request shape, Entra ID without azure-identity, compatible servers
-without a key, and an unknown backend name."""
+"""Backends: Azure OpenAI request shape, Entra ID with and without azure-identity, compatible
+servers without a key, and an unknown backend name."""
 from __future__ import annotations
 
-import importlib.util
+import sys
+import time
+import types
 
 import pytest
 
@@ -31,13 +33,37 @@ def test_azure_sends_to_the_deployment_with_api_version_and_key(make_config, dem
     assert all(r["status"] == "ok" and r["model"] == "gpt-4o" for r in records)  # priced as gpt-4o
 
 
-@pytest.mark.skipif(importlib.util.find_spec("azure") is not None, reason="azure-identity present")
-def test_entra_id_without_azure_identity_says_what_to_install(make_config, demo_root):
+def test_entra_id_without_azure_identity_says_what_to_install(make_config, demo_root,
+                                                              monkeypatch):
+    monkeypatch.setitem(sys.modules, "azure.identity", None)  # as if the extra were missing
     cfg = make_config(f"dataset.root={demo_root}", "backend=azure", "backend.entra_id=true",
                       "backend.azure_endpoint=http://127.0.0.1:9", "generate.progress=false")
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 1))
     with pytest.raises(RuntimeError, match=r"azure-identity.*mmgen\[azure\]"):
         generate.run(cfg)
+
+
+def test_entra_id_sends_the_credential_token_and_no_key(make_config, demo_root, monkeypatch):
+    identity = pytest.importorskip("azure.identity")  # CI installs every extra
+    scopes_asked = []
+
+    class FakeCredential:  # stands in for DefaultAzureCredential, which needs a real tenant
+        def get_token(self, *scopes, **kwargs):
+            scopes_asked.extend(scopes)
+            return types.SimpleNamespace(token="entra-token", expires_on=int(time.time()) + 3600)
+
+    monkeypatch.setattr(identity, "DefaultAzureCredential", FakeCredential)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with StubServer() as server:
+        cfg = make_config(f"dataset.root={demo_root}", "backend=azure", "backend.entra_id=true",
+                          f"backend.azure_endpoint=http://127.0.0.1:{server.port}",
+                          "backend.deployment=my-gpt4o", "generate.progress=false")
+        write_prompts_fixture(cfg, demo_prompt_records(demo_root, 1))
+        generate.run(cfg)
+    chat = [h for h in server.headers_seen if h[":path"].split("?")[0].endswith("/chat/completions")]
+    assert chat and all(h.get("authorization") == "Bearer entra-token" for h in chat)
+    assert not any("api-key" in h for h in chat)
+    assert scopes_asked == ["https://cognitiveservices.azure.com/.default"]
 
 
 def test_compatible_server_needs_no_key(make_config, demo_root, monkeypatch):
