@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 OUTPUTS = ["task.json", "partition.json"]  # partition.json stays as made: retrieve starts from it
 REFSETS = ("full", "imbalanced", "small", "no_partition")
+MISSING_SHOWN = 5  # missing image paths quoted in the error, beyond the count
 
 
 def run(cfg: DictConfig) -> Path:
@@ -47,7 +48,8 @@ def _partition(cfg: DictConfig, work_dir: Path) -> dict:
         source = f"task file {cfg.task_file}"
     else:
         task = load_reference(root / cfg.dataset.reference)
-        check_reference_images(task, root / cfg.dataset.reference, root, cfg.check_images)
+        if cfg.check_images:
+            check_images_exist(root / cfg.dataset.reference, root, reference_images(task))
         if not keywords:
             raise ValueError(f"dataset.keywords is empty for dataset '{cfg.dataset.name}': "
                              "list the subgroup keywords, e.g. [bar chart, pie chart]")
@@ -73,31 +75,34 @@ def _subgroup(keyword: str, indices) -> dict:
             "candidate_image_paths": []}
 
 
-def check_reference_images(reference: dict, path: Path, root: Path, check: bool) -> None:
-    """Every reference image must exist under dataset.root, or the error names the sample."""
-    if not check:
+def reference_images(reference: dict) -> list[tuple[str, str]]:
+    """(record and field, image path relative to dataset.root) for every reference sample."""
+    return [(f"sample {index} field 'image_1'", sample_image_path(reference, sample))
+            for index, sample in enumerate(reference["samples"])]
+
+
+def check_images_exist(path: Path, root: Path, images: list[tuple[str, str]]) -> None:
+    """One error for all missing images: the first one's record, the count, a few more paths."""
+    missing = [(where, image) for where, image in images if not (root / image).is_file()]
+    if not missing:
         return
-    for index, sample in enumerate(reference["samples"]):
-        image = sample_image_path(reference, sample)
-        if not (root / image).is_file():
-            raise ContractError(path, f"sample {index} field 'image_1'",
-                                f"image '{image}' not found under dataset.root '{root}'; "
-                                "fix dataset.root or image_folder (or set check_images=false)")
+    (where, image), others = missing[0], missing[1:MISSING_SHOWN]
+    more = "; also " + ", ".join(f"{w}: '{i}'" for w, i in others) if others else ""
+    raise ContractError(path, where, f"image '{image}' not found under dataset.root '{root}' "
+                        f"({len(missing)} of {len(images)} images missing{more}); fix "
+                        "dataset.root or the paths in the file (or set check_images=false)")
 
 
 def load_task_file(cfg: DictConfig) -> dict:
     """Load a seed-format task file; with check_images, every image it names must exist."""
     path, root = Path(cfg.task_file), Path(cfg.dataset.root)
     task = load_task(path)
-    check_reference_images(task, path, root, cfg.check_images)
     if cfg.check_images:
-        for group_index, group in enumerate(task["subgroups"]):
-            for position, candidate in enumerate(group.get("candidate_image_paths", [])):
-                if not (root / candidate).is_file():
-                    raise ContractError(path, f"subgroup {group_index} ('{group['keyword']}') "
-                                        f"field 'candidate_image_paths[{position}]'",
-                                        f"image '{candidate}' not found under dataset.root "
-                                        f"'{root}'; fix dataset.root (or set check_images=false)")
+        candidates = [(f"subgroup {group_index} ('{group['keyword']}') field "
+                       + f"'candidate_image_paths[{position}]'", candidate)
+                      for group_index, group in enumerate(task["subgroups"])
+                      for position, candidate in enumerate(group.get("candidate_image_paths", []))]
+        check_images_exist(path, root, reference_images(task) + candidates)
     return task
 
 

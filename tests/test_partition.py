@@ -140,8 +140,13 @@ def test_seed_task_file_images_are_checked(tmp_path):
                           f"task_file={SHARED / 'spatial_map_task_file.json'}"], tmp_path / "o")
     with open_dict(cfg):
         cfg.paths.cache_dir = str(tmp_path / "cache")
-    with pytest.raises(ContractError, match="sample 0 field 'image_1'.*not found under dataset"):
+    with pytest.raises(ContractError, match="sample 0 field 'image_1'.*not found under dataset"
+                       ) as caught:
         partition.run(cfg)
+    # none of its 300 samples' or 999 candidates' images is here: one error counts them all
+    message = str(caught.value)
+    assert "(1299 of 1299 images missing; also sample 1 field 'image_1'" in message
+    assert message.count("field 'image_1'") == 5  # the first missing image and four more
 
 
 def test_task_file_without_candidates_gets_them_retrieved(demo, cache, tmp_path):
