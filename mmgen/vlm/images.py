@@ -89,17 +89,22 @@ class ImageEncoder:
 
     def encode(self, path: str) -> EncodedImage:
         """The data URL of the image at root/path; cached; raises ImageError with the reason."""
+        return self._lookup(self._cache, path, self._encode)
+
+    def _lookup(self, cache: OrderedDict, path: str, make) -> EncodedImage:
+        """LRU lookup shared by encode and measure: the work runs outside the lock."""
         with self._lock:
-            if path in self._cache:
-                self._cache.move_to_end(path)
-                return self._cache[path]
-        encoded = self._encode(path)
+            if path in cache:
+                cache.move_to_end(path)
+                return cache[path]
+        made = make(path)
         with self._lock:
-            self.encoded += 1
-            self._cache[path] = encoded
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return encoded
+            if cache is self._cache:
+                self.encoded += 1
+            cache[path] = made
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+        return made
 
     def _encode(self, path: str) -> EncodedImage:
         pil_format, mime = FORMATS[self.image_format]
@@ -125,16 +130,7 @@ class ImageEncoder:
 
     def measure(self, path: str) -> EncodedImage:
         """Like encode but only reads the header: size and tokens, a stub URL (for dry runs)."""
-        with self._lock:
-            if path in self._measured:
-                self._measured.move_to_end(path)
-                return self._measured[path]
-        measured = self._measure(path)
-        with self._lock:
-            self._measured[path] = measured
-            while len(self._measured) > self.cache_size:
-                self._measured.popitem(last=False)
-        return measured
+        return self._lookup(self._measured, path, self._measure)
 
     def _measure(self, path: str) -> EncodedImage:
         try:
