@@ -22,6 +22,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from mmgen import CONF_DIR
 from mmgen.contracts import load_dataset, question_and_answer, write_json
 from mmgen.stage import launch, out_dir, run_stage
 
@@ -137,7 +138,7 @@ def link_images(samples: list[dict], source: Path, target: Path) -> Path:
     return target
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

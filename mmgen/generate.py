@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from mmgen import CONF_DIR
 from mmgen.contracts import AppendLog
 from mmgen.stage import MARKER_DIR, is_fresh, launch, out_dir, run_stage
 from mmgen.vlm.client import ChatClient, check_backend, endpoint, make_clients
@@ -126,7 +127,7 @@ async def generate_online(cfg: DictConfig, out: Path, state: LogState, pending: 
     return stats
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

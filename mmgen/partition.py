@@ -14,6 +14,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from mmgen import CONF_DIR
 from mmgen.contracts import ContractError, load_reference, load_task, sample_image_path, write_task
 from mmgen.stage import launch, run_stage
 
@@ -163,7 +164,7 @@ def apply_refset(subgroups: list[dict], refset: DictConfig, keywords: list[str],
     return subgroups
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from mmgen import CONF_DIR
 from mmgen import report
 from mmgen.stage import launch
 
@@ -23,7 +24,7 @@ def run(cfg: DictConfig) -> Path:
     return report_path
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

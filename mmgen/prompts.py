@@ -19,6 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from mmgen import CONF_DIR
 from mmgen import modes
 from mmgen.contracts import ContractError, load_task, sample_image_path, write_prompts
 from mmgen.stage import launch, run_stage
@@ -237,7 +238,7 @@ def run(cfg: DictConfig) -> Path:
     return run_stage(cfg, "prompts", ["prompts.jsonl"], compute)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -19,6 +19,7 @@ from string import Template
 import hydra
 from omegaconf import DictConfig
 
+from mmgen import CONF_DIR
 from mmgen.contracts import (
     ContractError,
     iter_jsonl,
@@ -143,7 +144,7 @@ def render(cfg: DictConfig, inputs: dict) -> str:
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(fields)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -18,6 +18,7 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mmgen import CONF_DIR
 from mmgen.contracts import load_reference, load_task, sample_image_path, write_task
 from mmgen.stage import launch, out_dir, run_stage, update_stats
 from mmgen.topk import select_top_k, subgroup_quotas
@@ -249,7 +250,7 @@ def _search(cfg: DictConfig, task: dict, todo: list[int], quotas: list[int], ret
                         retriever.near_duplicate_cosine, width)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -7,13 +7,14 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from mmgen import CONF_DIR
 from mmgen.demo.build import DemoBuildConfig, build_demo
 
 log = logging.getLogger("mmgen.demo")
 ConfigStore.instance().store(name="demo_build_schema", node=DemoBuildConfig)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="demo_build")
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo_build")
 def main(cfg: DictConfig) -> None:
     build_demo(cfg.data_dir, cfg.seed, counts=OmegaConf.to_container(cfg.counts),
                eval_questions=cfg.eval_questions)  # logs what it wrote
