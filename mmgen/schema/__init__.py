@@ -8,6 +8,7 @@ from mmgen.schema.curation import ExportConfig, FilterConfig, ReportConfig
 from mmgen.schema.generation import BackendConfig, GenerateConfig
 from mmgen.schema.prompting import IclConfig, ModeConfig
 from mmgen.schema.select import CapsPerImageConfig, ClipConfig, RefsetConfig, RetrievalConfig
+from mmgen.schema.train import TrainConfig
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Config:
     filter: FilterConfig = field(default_factory=FilterConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def register() -> None:

@@ -18,6 +18,7 @@ class DatasetConfig:
     reference: str = "reference.json"  # reference set (LLaVA style), relative to root
     pool: str = "pool"  # folder of unlabelled candidate images, relative to root
     eval: str | None = None  # optional held-out set excluded from retrieval, relative to root
+    train: str | None = None  # optional own training set (train.data=skyline), relative to root
     description: str = MISSING  # one line naming the task; fills the prompt templates
     keywords: list[str] = field(default_factory=list)  # subgroup keywords for zero-shot partition
 
