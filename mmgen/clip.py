@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from mmgen.contracts import file_sha256
+from mmgen.imageio import ImageError, open_image
 
 if TYPE_CHECKING:  # any object with the clip config's attributes works (benchmarks pass one)
     from omegaconf import DictConfig
@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # any object with the clip config's attributes works (benchma
 log = logging.getLogger(__name__)
 
 TINY_ARCH = "mmgen-tiny-clip"
-DRAFT_FACTOR = 2  # JPEGs decode at a reduced scale still >= this x the model input (2-4x faster)
-DECODE = f"Pillow; JPEG drafted to >= {DRAFT_FACTOR}x the input size"  # part of the cache key
+DRAFT_FACTOR = 2  # images decode shrunk to this x the model input (JPEGs 2-4x faster)
+DECODE = f"mmgen.imageio; JPEG draft; longer side <= {DRAFT_FACTOR}x input"  # in the cache key
 
 
 def resolve_device(device: str) -> str:
@@ -78,7 +78,7 @@ class _ImageFiles(Dataset):
     def __init__(self, paths: Sequence[Path], preprocess, draft_side: int | None = None):
         self.paths = list(paths)
         self.preprocess = preprocess
-        self.draft_side = draft_side  # a large JPEG decodes straight to about this size
+        self.draft_side = draft_side  # a large image is shrunk to this longer side on decode
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,17 +86,14 @@ class _ImageFiles(Dataset):
     def __getitem__(self, index: int):
         path = self.paths[index]
         try:
-            if path.stat().st_size == 0:
-                return index, None, "empty file (0 bytes)"
-            with Image.open(path) as image:
-                if self.draft_side and image.format == "JPEG":
-                    image.draft("RGB", (self.draft_side, self.draft_side))
-                image.load()
-                return index, self.preprocess(image.convert("RGB")), ""
-        except UnidentifiedImageError:
-            return index, None, "not an image Pillow can read"
-        except Exception as err:  # noqa: BLE001  (truncated data, bad chunks, bombs, I/O: all skip)
-            return index, None, f"unreadable: {type(err).__name__}: {err}"
+            source = path if isinstance(path, (str, Path)) else path.read_bytes()  # tar/dataset
+            image = open_image(source, max_side=self.draft_side, draft=True,
+                               name_for_errors=f"image '{getattr(path, 'name', path)}'")
+            return index, self.preprocess(image), ""
+        except ImageError as err:  # empty, corrupt, truncated, bombs: the file is skipped
+            return index, None, err.reason
+        except OSError as err:  # a tar shard or dataset file gone since it was listed
+            return index, None, f"unreadable: {err}"
 
 
 def _collate(items):

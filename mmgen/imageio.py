@@ -18,6 +18,7 @@ What each kind of file becomes:
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -106,22 +107,44 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def open_image(path: str | Path, *, max_side: int | None = None,
-               name_for_errors: str | None = None, max_pixels: int | None = None) -> Image.Image:
-    """The image at `path` as upright 8-bit RGB, its longer side shrunk to at most `max_side`.
-
-    Raises `DecompressionBomb` for more than `max_pixels` (default: Pillow's limit) and
-    `ImageError` for anything else unreadable; `name_for_errors` (default "image '<path>'")
-    starts their message.
-    """
+def image_size(path: str | Path, *, name_for_errors: str | None = None,
+               max_pixels: int | None = None) -> tuple[int, int]:
+    """The upright (width, height) of the image at `path`, from its header; errors as open_image."""
     name_for_errors = name_for_errors or f"image '{path}'"
     try:
-        if Path(path).stat().st_size == 0:
-            raise ImageError(name_for_errors, "empty file (0 bytes)")
         with Image.open(path) as opened:
+            _check_pixels(opened, name_for_errors, max_pixels)
+            return upright_size(opened)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise DecompressionBomb(name_for_errors, f"decompression bomb: {err}; skipped") from err
+    except Exception as err:  # corrupt headers raise many types; all mean unreadable
+        raise ImageError(name_for_errors, _reason(err)) from err
+
+
+def open_image(path: str | Path | bytes, *, max_side: int | None = None, draft: bool = False,
+               name_for_errors: str | None = None, max_pixels: int | None = None) -> Image.Image:
+    """The image at `path` (a file, or its bytes) as upright 8-bit RGB, its longer side shrunk
+    to at most `max_side`.
+
+    With `draft`, a JPEG larger than max_side decodes at a reduced DCT scale (1/2, 1/4, 1/8)
+    whose longer side stays >= max_side, then resizes: 2-4x faster, pixels differ slightly from
+    a full decode. Raises `DecompressionBomb` for more than `max_pixels` (default: Pillow's
+    limit) and `ImageError` for anything else unreadable; `name_for_errors` (default
+    "image '<path>'") starts their message.
+    """
+    in_memory = isinstance(path, bytes)
+    name_for_errors = name_for_errors or ("image (in memory)" if in_memory else f"image '{path}'")
+    try:
+        if (len(path) if in_memory else Path(path).stat().st_size) == 0:
+            raise ImageError(name_for_errors, "empty file (0 bytes)")
+        with Image.open(io.BytesIO(path) if in_memory else path) as opened:
             _check_pixels(opened, name_for_errors, max_pixels)
             opened.seek(0)  # an animated image: its first frame
             size = scaled_size(*upright_size(opened), max_side)
+            if draft and max_side and opened.format == "JPEG":  # stored (unturned) size counts
+                opened.draft("RGB", scaled_size(*opened.size, max_side))
             image = ImageOps.exif_transpose(opened) if orientation(opened) != 1 else opened
             image = to_rgb(image)
             if image.size != size:

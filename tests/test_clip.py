@@ -134,9 +134,22 @@ def test_unreadable_files_come_back_with_reasons(checkpoint, images, tmp_path):
     embeddings, failures = encoder.encode_images(paths)
     assert set(failures) == {1, 3, 4}
     assert "empty" in failures[1]
-    assert "unreadable" in failures[3]
+    assert "truncated" in failures[3]
     assert "not an image" in failures[4]
     assert np.allclose(np.linalg.norm(embeddings[[0, 2, 5, 6, 7, 8]], axis=1), 1.0, atol=1e-5)
+
+
+def test_16bit_grayscale_is_embedded_as_its_picture_not_blank_white(checkpoint, tmp_path):
+    pattern = np.add.outer(np.linspace(0, 1, 40), np.linspace(0, 1, 48)) / 2  # a diagonal ramp
+    Image.fromarray((pattern * 255).astype(np.uint8)).save(tmp_path / "gray8.png")
+    Image.fromarray((pattern * 65535).astype(np.uint16)).save(tmp_path / "gray16.png")
+    white = draw(tmp_path / "white.png", (255, 255, 255))
+    encoder = ClipEncoder(clip_config(checkpoint))
+    embeddings, failures = encoder.encode_images([tmp_path / "gray8.png", tmp_path / "gray16.png",
+                                                  white])
+    assert not failures
+    np.testing.assert_allclose(embeddings[1], embeddings[0], atol=2e-3)
+    assert not np.allclose(embeddings[1], embeddings[2], atol=2e-2)
 
 
 def test_every_clip_option_composes(make_config):

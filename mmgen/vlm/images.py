@@ -1,4 +1,4 @@
-"""Images as base64 data URLs: read once, converted to RGB, downscaled, encoded, cached.
+"""Images as base64 data URLs: read once (mmgen.imageio), downscaled, encoded, cached.
 
 In-context example images recur across thousands of prompts, so encoded images are kept in a
 bounded LRU cache keyed by path. Encoding runs on a thread pool (Pillow releases the GIL).
@@ -12,23 +12,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps
-
+from mmgen.imageio import ImageError, image_size, open_image, scaled_size
 from mmgen.vlm.cost import image_tokens
+
+__all__ = ["EncodedImage", "ImageEncoder", "ImageError"]  # ImageError: the engine catches it
 
 FORMATS = {"jpeg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png")}
 DETAILS = ("low", "high", "auto")
-
-
-ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
-
-
-def _orientation(image: Image.Image) -> int:
-    return image.getexif().get(0x0112, 1) or 1
-
-
-class ImageError(Exception):
-    """An image could not be read or encoded; the message names the path and the reason."""
 
 
 @dataclass(frozen=True)
@@ -38,27 +28,6 @@ class EncodedImage:
     width: int  # pixels after downscaling
     height: int
     tokens: int  # estimated prompt tokens at the configured detail
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB version of any mode: transparency is flattened onto white, CMYK/L/P/I;16 converted."""
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBA", "LA", "PA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # point() refuses the big-endian and native 16-bit modes: widen them to "I" first
-        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(width, height) after shrinking so that the longer side is at most max_side."""
-    scale = min(1.0, max_side / max(width, height, 1))
-    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class ImageEncoder:
@@ -108,38 +77,29 @@ class ImageEncoder:
 
     def _encode(self, path: str) -> EncodedImage:
         pil_format, mime = FORMATS[self.image_format]
-        try:
-            with Image.open(self.root / path) as image:
-                turned = _orientation(image) in ROTATED
-                size = scaled_size(*(image.size[::-1] if turned else image.size), self.max_side)
-                if image.format == "JPEG" and not turned:
-                    image.draft("RGB", size)  # decode JPEG at a reduced scale when it can
-                if _orientation(image) != 1:
-                    image = ImageOps.exif_transpose(image)
-                image = to_rgb(image)
-                if image.size != size:
-                    image = image.resize(size, Image.Resampling.LANCZOS)
-                buffer = io.BytesIO()
-                options = {"quality": self.jpeg_quality} if pil_format == "JPEG" else {}
-                image.save(buffer, pil_format, **options)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise ImageError(f"image '{path}' under '{self.root}' could not be read: "
-                             f"{type(err).__name__}: {err}") from err
+        image = open_image(self.root / path, max_side=self.max_side,
+                           name_for_errors=f"image '{path}' under '{self.root}'")
+        buffer = io.BytesIO()
+        options = {"quality": self.jpeg_quality} if pil_format == "JPEG" else {}
+        image.save(buffer, pil_format, **options)
         url = f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-        return EncodedImage(path, url, size[0], size[1], image_tokens(*size, self.detail))
+        return EncodedImage(path, url, *image.size, image_tokens(*image.size, self.detail))
 
     def measure(self, path: str) -> EncodedImage:
         """Like encode but only reads the header: size and tokens, a stub URL (for dry runs)."""
         return self._lookup(self._measured, path, self._measure)
 
     def _measure(self, path: str) -> EncodedImage:
-        try:
-            with Image.open(self.root / path) as image:
-                turned = _orientation(image) in ROTATED
-                size = scaled_size(*(image.size[::-1] if turned else image.size), self.max_side)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise ImageError(f"image '{path}' under '{self.root}' could not be read: "
-                             f"{type(err).__name__}: {err}") from err
+        size = scaled_size(*image_size(self.root / path,
+                                       name_for_errors=f"image '{path}' under '{self.root}'"),
+                           self.max_side)
         _, mime = FORMATS[self.image_format]
         stub = f"data:{mime};base64,<{path} {size[0]}x{size[1]} not inlined>"
         return EncodedImage(path, stub, size[0], size[1], image_tokens(*size, self.detail))
+
+
+def encoder_for(cfg) -> ImageEncoder:
+    """The image encoder for cfg.generate's size, format and detail, rooted at dataset.root."""
+    gen = cfg.generate
+    return ImageEncoder(cfg.dataset.root, gen.image_max_side, gen.image_format, gen.jpeg_quality,
+                        gen.image_detail, gen.image_cache)
