@@ -8,9 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from omegaconf import DictConfig
-from PIL import Image
 
 from mmgen.contracts import question_and_answer, sample_image_path
+from mmgen.imageio import ImageError, open_image
 from mmgen.scoring import IMAGE_TAG
 
 ICL_THUMB_SIDE = 96  # pixels; in-context example thumbnails, embedded once per reference image
@@ -71,11 +71,9 @@ def histogram_svg(scores: list[dict], bins: int) -> str:
 def thumbnail(path: Path, side: int) -> str | None:
     """A base64 JPEG data URL of the image shrunk to `side`, or None when unreadable."""
     try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except (OSError, ValueError):
+        image = open_image(path, max_side=side)
+    except ImageError:
         return None
-    image.thumbnail((side, side))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=80)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

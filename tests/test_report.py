@@ -1,6 +1,8 @@
 """The report: one self-contained page, checked as a person would see it, in headless Chromium."""
 from __future__ import annotations
 
+import base64
+import io
 import re
 import shutil
 import subprocess
@@ -86,3 +88,15 @@ def test_report_is_self_contained_and_counts_the_funnel(report_dir):
     for error_class in ("rate_limit", "parse", "timeout"):
         assert f"<td class=text>{error_class}</td>" in text
     assert "$0.1234" in text and "18,000" in text  # cost from stats.json, tokens from the log
+
+
+def test_thumbnail_of_a_16bit_image_shows_the_picture_not_white(tmp_path):
+    from mmgen.report_sections import thumbnail
+
+    ramp = np.tile(np.linspace(0, 1, 80), (40, 1))
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "ramp16.png")
+    url = thumbnail(tmp_path / "ramp16.png", 40)
+    shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+    assert shown.shape == (20, 40, 3)
+    assert shown[10, 1].max() < 30 and shown[10, -2].min() > 225  # dark left, white right
+    assert thumbnail(tmp_path / "missing.png", 40) is None

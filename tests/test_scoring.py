@@ -188,3 +188,18 @@ def test_reasoning_samples_are_checked_on_their_final_answer():
                for i, (image, question, answer, _) in enumerate(cases)]
     _, removed = apply_checks(records, checks)
     assert removed == {f"r{i}": rule for i, (*_, rule) in enumerate(cases) if rule}
+
+
+def test_demo_scorer_sees_a_16bit_image_as_its_8bit_twin_not_as_white(tmp_path):
+    from mmgen.scoring.demo import DemoTargetScorer
+
+    bars = np.full((64, 64), 1.0)
+    bars[20:, 8:20], bars[40:, 26:38], bars[10:, 44:56] = 0.2, 0.5, 0.0  # three dark bars
+    Image.fromarray((bars * 255).astype(np.uint8)).save(tmp_path / "bars8.png")
+    Image.fromarray((bars * 65535).astype(np.uint16)).save(tmp_path / "bars16.png")
+    Image.new("L", (64, 64), 255).save(tmp_path / "white.png")
+    samples = [{**sample(None, "Which bar is the tallest?", "the third"), "image_1": name}
+               for name in ("bars8.png", "bars16.png", "white.png")]
+    eight, sixteen, white = DemoTargetScorer(device="cpu").score(samples, tmp_path)
+    assert sixteen == pytest.approx(eight, abs=1e-4)
+    assert abs(sixteen - white) > 1e-3

@@ -9,6 +9,7 @@ import random
 import time
 
 import httpx2
+import numpy as np
 import openai
 import pytest
 from PIL import Image
@@ -202,3 +203,11 @@ def test_big_endian_16_bit_grayscale_keeps_its_levels(tmp_path):
     Image.new("I;16B", (40, 30), 40000).save(tmp_path / "scan.tiff")
     encoded = ImageEncoder(tmp_path, image_format="png").encode("scan.tiff")
     assert decode(encoded.url).getpixel((5, 5)) == (156, 156, 156)  # 40000 / 256
+
+
+def test_32bit_grayscale_holding_8bit_values_is_not_sent_black(tmp_path):
+    ramp = np.tile(np.linspace(0, 255, 64), (16, 1)).astype(np.int32)  # mode I, values 0-255
+    Image.fromarray(ramp).save(tmp_path / "scan.tif")
+    encoded = ImageEncoder(tmp_path, image_format="png").encode("scan.tif")
+    row = np.asarray(decode(encoded.url))[8, :, 0].astype(int)
+    assert row[0] == 0 and row[-1] == 255 and np.all(np.diff(row) >= 0)

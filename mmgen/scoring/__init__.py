@@ -14,6 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from mmgen.contracts import question_and_answer
+from mmgen.imageio import open_image
 
 IMAGE_TAG = re.compile(r"<image>\s*")
 
@@ -52,17 +53,9 @@ def prompt_and_answer(sample: dict) -> tuple[str, str]:
 
 def load_image(image_root: str | Path, relative_path: str,
                max_side: int | None = None) -> Image.Image:
-    """Open an image as RGB, downscaled so its longer side is at most `max_side`."""
-    path = Path(image_root) / relative_path
-    try:
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-    except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"image '{relative_path}' under '{image_root}' could not be read "
-                                f"({err}); check data.json's image_folder") from err
-    if max_side and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side))
-    return image
+    """Open an image as RGB (mmgen.imageio), its longer side shrunk to at most `max_side`."""
+    return open_image(Path(image_root) / relative_path, max_side=max_side,
+                      name_for_errors=f"image '{relative_path}' under '{image_root}'")
 
 
 def batches(items: Sequence, size: int) -> Iterator[Sequence]:

@@ -57,3 +57,15 @@ def test_text_only_samples_are_scored_too(demo_eval):
     text_only = {k: v for k, v in samples[0].items() if k != "image_1"}
     loss = DemoTargetScorer(device="cpu").score([text_only], root)[0]
     assert np.isfinite(loss) and loss > 0
+
+
+def test_image_tensor_reads_a_16bit_image_as_its_picture():
+    from PIL import Image
+
+    from mmgen.demo.target_model import IMAGE_SIDE, image_tensor
+
+    ramp = np.tile(np.linspace(0, 1, 64), (64, 1))
+    wide = image_tensor(Image.fromarray((ramp * 65535).astype(np.uint16)))
+    narrow = image_tensor(Image.fromarray((ramp * 255).astype(np.uint8)))
+    assert wide.shape == narrow.shape == (3, IMAGE_SIDE, IMAGE_SIDE)
+    assert float((wide - narrow).abs().max()) < 0.02 and float(wide.min()) < -0.9
