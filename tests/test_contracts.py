@@ -1,15 +1,18 @@
-"""Data contracts: the real seed task files load and round-trip; bad input names file/record/field."""
+"""Data contracts: seed-format task files load and round-trip; bad input names file/record/field."""
 import copy
 import json
 from pathlib import Path
 
 import pytest
+from helpers.seed_files import seed_task_file
 
 from mmgen import contracts
 from mmgen.contracts import ContractError
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
-SEED_TASK_FILES = [REFERENCE_DIR / "ai2d_task_file.json", REFERENCE_DIR / "spatial_map_task_file.json"]
+# ours (tests/data: human/gpt, then user/assistant), then the seed's (MMGEN_SEED_REFERENCE_DIR)
+SEED_TASK_FILES = ["diagram_task_file.json", "map_task_file.json",
+                   "ai2d_task_file.json", "spatial_map_task_file.json"]
+SEED_ROLES = {"user": "human", "assistant": "gpt"}
 
 
 def small_task() -> dict:
@@ -35,13 +38,24 @@ def write(tmp_path: Path, data, name="task.json") -> Path:
     return path
 
 
-@pytest.mark.parametrize("task_path", SEED_TASK_FILES, ids=lambda p: p.name)
-def test_seed_task_files_round_trip_unchanged_in_meaning(task_path, tmp_path):
+def with_human_gpt_roles(task: dict) -> dict:
+    """The task with user/assistant spelled human/gpt, and nothing else changed."""
+    spelled = copy.deepcopy(task)
+    for sample in spelled["samples"]:
+        for turn in sample["conversations"]:
+            turn["from"] = SEED_ROLES.get(turn["from"], turn["from"])
+    return spelled
+
+
+@pytest.mark.parametrize("name", SEED_TASK_FILES)
+def test_seed_task_files_round_trip_unchanged_in_meaning(name, tmp_path):
+    task_path = seed_task_file(name)
     original = json.loads(task_path.read_text())
     task = contracts.load_task(task_path)
     contracts.write_task(tmp_path / "copy.json", task)
     reloaded = json.loads((tmp_path / "copy.json").read_text())
-    assert reloaded == original  # seed files already use human/gpt, so nothing changes
+    assert reloaded == with_human_gpt_roles(original)  # only the roles' spelling may change
+    assert list(reloaded) == list(original)  # keys keep the seed's order
     assert len(task["samples"]) == len(original["samples"])
     assert task["subgroups"][0]["candidate_image_paths"] == \
         original["subgroups"][0]["candidate_image_paths"]

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 from conftest import compose_config
+from helpers.seed_files import seed_task_file
 from omegaconf import open_dict
 
 from mmgen import partition, retrieve
 from mmgen.contracts import ContractError, load_task, read_json, write_json
 
 KIND = {"bar chart": "bar", "pie chart": "pie", "line chart": "line"}
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 @pytest.fixture(scope="module")
@@ -89,8 +89,11 @@ def test_imbalanced_cuts_the_largest_subgroup_to_the_smallest(full, demo, cache,
         k: v for k, v in before.items() if k != largest}
 
 
-def test_seed_task_file_is_used_and_its_candidates_kept(tmp_path):
-    source = SHARED / "ai2d_task_file.json"
+# ours in tests/data (6 references among 16 candidates), then the seed's AI2D file (98 of 3922)
+@pytest.mark.parametrize("name, kept", [("diagram_task_file.json", 16 - 6),
+                                        ("ai2d_task_file.json", 3922 - 98)])
+def test_seed_task_file_is_used_and_its_candidates_kept(name, kept, tmp_path):
+    source = seed_task_file(name)
     overrides = ["dataset=ai2d", f"dataset.root={tmp_path}", f"task_file={source}",
                  "check_images=false"]
     cfg = compose_config(overrides, tmp_path / "out")
@@ -100,12 +103,12 @@ def test_seed_task_file_is_used_and_its_candidates_kept(tmp_path):
     task, original = load_task(tmp_path / "out" / "task.json"), load_task(source)
     group, seed_group = task["subgroups"][0], original["subgroups"][0]
     assert group["reference_sample_idx"] == seed_group["reference_sample_idx"]
-    # the seed file lists all 98 of its reference images among its 3922 candidates: the
-    # leakage guard drops exactly those and keeps the rest in order
+    # the file lists its reference images among its candidates: the leakage guard drops
+    # exactly those and keeps the rest in order
     references = {f"{task['image_folder']}/{s['image_1']}" for s in task["samples"]}
     assert group["candidate_image_paths"] == [
         p for p in seed_group["candidate_image_paths"] if p not in references]
-    assert len(group["candidate_image_paths"]) == 3922 - 98
+    assert len(group["candidate_image_paths"]) == kept
 
 
 def test_task_file_candidates_copying_a_reference_image_are_dropped(demo, cache, tmp_path):
@@ -135,17 +138,20 @@ def test_task_file_candidates_copying_a_reference_image_are_dropped(demo, cache,
     assert group["candidate_scores"] == [0.7]
 
 
-def test_seed_task_file_images_are_checked(tmp_path):
-    cfg = compose_config(["dataset=ai2d", f"dataset.root={tmp_path}",
-                          f"task_file={SHARED / 'spatial_map_task_file.json'}"], tmp_path / "o")
+# ours in tests/data (5 samples, 7 candidates), then the seed's spatial map file (300, 999)
+@pytest.mark.parametrize("name, images", [("map_task_file.json", 5 + 7),
+                                          ("spatial_map_task_file.json", 300 + 999)])
+def test_seed_task_file_images_are_checked(name, images, tmp_path):
+    cfg = compose_config(["dataset=spatial_map", f"dataset.root={tmp_path}",
+                          f"task_file={seed_task_file(name)}"], tmp_path / "o")
     with open_dict(cfg):
         cfg.paths.cache_dir = str(tmp_path / "cache")
     with pytest.raises(ContractError, match="sample 0 field 'image_1'.*not found under dataset"
                        ) as caught:
         partition.run(cfg)
-    # none of its 300 samples' or 999 candidates' images is here: one error counts them all
+    # none of its samples' or candidates' images is here: one error counts them all
     message = str(caught.value)
-    assert "(1299 of 1299 images missing; also sample 1 field 'image_1'" in message
+    assert f"({images} of {images} images missing; also sample 1 field 'image_1'" in message
     assert message.count("field 'image_1'") == 5  # the first missing image and four more
 
 
