@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from curation_data import stub_generate, write_upstream
+from helpers.run_if import chromium
 from PIL import Image
 
 from mmgen import report
@@ -36,35 +36,33 @@ def report_dir(make_config, curation_demo_root, tmp_path) -> Path:
     return out
 
 
-def chromium() -> str:
-    """Debian's Chromium; CI installs it (.ci/install_chromium.sh), so its absence is a failure."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.fail("chromium is not installed: run .ci/install_chromium.sh "
-                    "(apt-get install chromium)")
-    return binary
+@pytest.fixture
+def browser() -> str:
+    """Debian's Chromium: skipped with how to install it where missing, a failure in CI."""
+    return chromium()
 
 
-def browse(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()]
+def browse(browser: str, page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args, page.as_uri()]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
 
 
-def test_report_renders_in_chromium_with_one_card_per_gallery_sample(report_dir, tmp_path):
+def test_report_renders_in_chromium_with_one_card_per_gallery_sample(browser, report_dir, tmp_path):
     page = report_dir / "report.html"
     scores = [r for r in iter_jsonl(report_dir / "scores.jsonl") if r["score"] is not None]
     per_keyword = Counter(r["keyword"] for r in scores)
     expected_cards = sum(min(12, n) for n in per_keyword.values())
     assert expected_cards == 36  # 3 subgroups, each with more than 12 scored samples
 
-    dom = browse(page, tmp_path / "profile-dom", "--dump-dom").stdout
+    dom = browse(browser, page, tmp_path / "profile-dom", "--dump-dom").stdout
     gallery = dom[dom.index('id="gallery"'):]
     assert len(re.findall(r'<div class="card(?: kept)?">', gallery)) == expected_cards
     assert 0 < gallery.count('class="card kept"') < expected_cards  # both kinds shown
     assert dom.count("<details>") == expected_cards  # in-context examples on demand
 
     screenshot = tmp_path / "report.png"
-    browse(page, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1280,2400")
+    browse(browser, page, tmp_path / "profile-shot", f"--screenshot={screenshot}",
+           "--window-size=1280,2400")
     pixels = np.asarray(Image.open(screenshot).convert("L"), dtype=np.float32)
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 20  # not a blank page
