@@ -6,8 +6,14 @@ Everything goes to `<out_dir>/export/`:
 - `llava`: `llava.json`, the list LLaVA's training script reads (`id`, `image`, `conversations`),
   image paths relative to one image folder (`--image_folder`, named in `manifest.json`).
 - `sharegpt`: `sharegpt.json` in LLaMA-Factory's ShareGPT layout (`messages` with role/content,
-  `images`) plus the `dataset_info.json` entry that registers it.
+  `images`) plus the `dataset_info.json` entry that registers it. LLaMA-Factory joins each image
+  path to the folder of `dataset_info.json` (its `media_dir` default), so the paths are
+  `images/...` when the images are copied there and absolute otherwise.
 - `hf`: a Hugging Face `datasets` folder `hf/` (save_to_disk, images embedded); extra `[hf]`.
+  `question` carries no `<image>` tag (build the chat from `image` + `question`), `image_path`
+  is the image's path relative to the dataset root.
+Every sample has exactly one `<image>` tag per image, leading its first human turn
+(`modes.place_image_tag`); `stats.json` counts the samples this moved (`image_tags_fixed`).
 Every record keeps its provenance: keyword, candidate_score (retrieval similarity), icl_indices,
 prompt_id, model and target_loss. `export.copy_images=true` hard-links the images into
 `export/images/` so the folder is self-contained.
@@ -22,9 +28,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mmgen import CONF_DIR
+from mmgen import CONF_DIR, runner
 from mmgen.contracts import load_dataset, question_and_answer, write_json
-from mmgen.stage import launch, out_dir, run_stage
+from mmgen.modes import place_image_tag, strip_image_tags
+from mmgen.stage import launch, out_dir
 
 log = logging.getLogger(__name__)
 PROVENANCE = ("keyword", "candidate_score", "icl_indices", "prompt_id", "model", "target_loss")
@@ -33,23 +40,21 @@ ROLES = {"human": "user", "gpt": "assistant", "system": "system"}
 
 
 def run(cfg: DictConfig) -> Path:
-    """Run the filter if needed, then write the export folder; returns out_dir."""
-    from mmgen import filter as filter_stage
+    """Bring the export folder up to date; returns out_dir."""
+    return runner.run(cfg, "export")
 
-    filter_stage.run(cfg)
-    if cfg.export.format not in MAIN_OUTPUT:
-        raise ValueError(f"export.format '{cfg.export.format}' is not one of "
-                         f"{', '.join(MAIN_OUTPUT)}")
-    outputs = [f"export/{MAIN_OUTPUT[cfg.export.format]}", "export/manifest.json"]
-    # cheap, and the hf output is a folder: computed straight into out_dir, not the shared cache
-    return run_stage(cfg, "export", outputs, lambda target: export(cfg, target / "export"),
-                     shared=False)
+
+def compute(cfg: DictConfig, out: Path) -> dict:
+    """Write <out>/export/ (cheap, and hf is a folder: made in out_dir, not the shared cache)."""
+    return export(cfg, out / "export")
 
 
 def export(cfg: DictConfig, export_dir: Path) -> dict:
     """Write filtered.json's samples to `export_dir` in `export.format`; returns stats."""
     dataset = load_dataset(out_dir(cfg) / "filtered.json")
-    samples, fmt = dataset["samples"], cfg.export.format
+    samples, fmt = [tagged(s) for s in dataset["samples"]], cfg.export.format
+    fixed = sum(new["conversations"] != old["conversations"]
+                for new, old in zip(samples, dataset["samples"]))
     export_dir.mkdir(parents=True, exist_ok=True)
     image_folder = Path(dataset["image_folder"]).resolve()
     if cfg.export.copy_images:
@@ -57,7 +62,11 @@ def export(cfg: DictConfig, export_dir: Path) -> dict:
     if fmt == "llava":
         write_json(export_dir / "llava.json", [llava_record(s) for s in samples])
     elif fmt == "sharegpt":
-        write_json(export_dir / "sharegpt.json", [sharegpt_record(s) for s in samples])
+        # LLaMA-Factory reads each path joined to the folder of dataset_info.json (media_dir
+        # defaults to dataset_dir); an absolute path survives that join unchanged
+        media_root = Path("images") if cfg.export.copy_images else image_folder
+        write_json(export_dir / "sharegpt.json",
+                   [sharegpt_record(s, media_root) for s in samples])
         write_json(export_dir / "dataset_info.json", {cfg.export.name: {
             "file_name": "sharegpt.json", "formatting": "sharegpt",
             "columns": {"messages": "messages", "images": "images"},
@@ -70,9 +79,16 @@ def export(cfg: DictConfig, export_dir: Path) -> dict:
                 "provenance_fields": list(PROVENANCE),
                 "source": str((out_dir(cfg) / "filtered.json").resolve())}
     write_json(export_dir / "manifest.json", manifest)
-    log.info("export: %d samples as %s in %s (images under %s)", len(samples), fmt,
-             export_dir / MAIN_OUTPUT[fmt], image_folder)
-    return {"format": fmt, "samples": len(samples), "path": str(export_dir / MAIN_OUTPUT[fmt])}
+    log.info("export: %d samples as %s in %s (images under %s; %d image tags fixed)",
+             len(samples), fmt, export_dir / MAIN_OUTPUT[fmt], image_folder, fixed)
+    return {"format": fmt, "samples": len(samples), "path": str(export_dir / MAIN_OUTPUT[fmt]),
+            "image_tags_fixed": fixed}
+
+
+def tagged(sample: dict) -> dict:
+    """The sample with one `<image>` tag per image, leading its first human turn."""
+    return dict(sample, conversations=place_image_tag(sample["conversations"],
+                                                      bool(sample.get("image_1"))))
 
 
 def provenance(sample: dict) -> dict:
@@ -88,13 +104,12 @@ def llava_record(sample: dict) -> dict:
     return {**record, "conversations": sample["conversations"], **provenance(sample)}
 
 
-def sharegpt_record(sample: dict) -> dict:
-    """One LLaMA-Factory ShareGPT entry: role/content messages and the image list."""
+def sharegpt_record(sample: dict, media_root: Path) -> dict:
+    """One LLaMA-Factory ShareGPT entry: role/content messages and the image paths under
+    `media_root` (relative to the folder of dataset_info.json, or absolute)."""
     messages = [{"role": ROLES[turn["from"]], "content": turn["value"]}
                 for turn in sample["conversations"]]
-    images = [sample["image_1"]] if sample.get("image_1") else []
-    if images and not any("<image>" in m["content"] for m in messages):
-        messages[0]["content"] = "<image>" + messages[0]["content"]  # LLaMA-Factory needs the tag
+    images = [(media_root / sample["image_1"]).as_posix()] if sample.get("image_1") else []
     return {"id": str(sample["id"]), "messages": messages, "images": images, **provenance(sample)}
 
 
@@ -108,12 +123,15 @@ def write_hf(samples: list[dict], image_folder: Path, target: Path) -> None:
     rows = []
     for sample in samples:
         question, answer = question_and_answer(sample)
-        image = str(image_folder / sample["image_1"]) if sample.get("image_1") else None
-        rows.append({"id": str(sample["id"]), "image": image, "question": question,
+        relative = sample.get("image_1")
+        rows.append({"id": str(sample["id"]),
+                     "image": str(image_folder / relative) if relative else None,
+                     "image_path": relative, "question": strip_image_tags(question),
                      "answer": answer, "conversations": sample["conversations"],
                      **provenance(sample)})
     features = datasets.Features({
         "id": datasets.Value("string"), "image": datasets.Image(),
+        "image_path": datasets.Value("string"),  # relative to the dataset root (data.json)
         "question": datasets.Value("string"), "answer": datasets.Value("string"),
         "conversations": [{"from": datasets.Value("string"), "value": datasets.Value("string")}],
         "keyword": datasets.Value("string"), "candidate_score": datasets.Value("float64"),

@@ -23,13 +23,14 @@ import math
 import random
 import re
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from mmgen import CONF_DIR
+from mmgen import CONF_DIR, runner
 from mmgen.contracts import (
     AppendLog,
     ContractError,
@@ -39,9 +40,11 @@ from mmgen.contracts import (
     write_dataset,
     write_jsonl,
 )
+from mmgen.errors import StageStop
+from mmgen.runner import fingerprint
 from mmgen.scoring import build_scorer
 from mmgen.scoring.checks import CHECK_NAMES, apply_checks
-from mmgen.stage import fingerprint, is_fresh, launch, out_dir, run_stage
+from mmgen.stage import launch, out_dir
 
 log = logging.getLogger(__name__)
 SELECTIONS = ("high", "low", "random")
@@ -49,20 +52,24 @@ SHARD_NAME = re.compile(r"scores\.shard-(\d+)-of-(\d+)\.jsonl$")
 
 
 def run(cfg: DictConfig) -> Path:
-    """Run generate if needed, then score, select and write filtered.json; returns out_dir."""
-    from mmgen import generate
+    """Bring filtered.json up to date (or score this job's shard); returns out_dir."""
+    return runner.run(cfg, "filter")
 
-    generate.run(cfg)
+
+def score_own_shard(cfg: DictConfig) -> None:
+    """With shard.count > 1: score this job's slice, and stop unless every slice is scored."""
+    if cfg.shard.count == 1:
+        return
+    passed, _ = checked_samples(cfg)
+    score_shard(cfg, passed, cfg.shard.index, cfg.shard.count)
+    if merged_shard_scores(cfg, passed) is None:
+        raise StageStop(f"filter: shard {cfg.shard.index} of {cfg.shard.count} scored; the run "
+                        "that finds every shard merges them")
+
+
+def validate(cfg: DictConfig) -> None:
+    """The filter's preflight: checks that need no generated data."""
     check_selection(cfg)
-    outputs = ["filtered.json", "scores.jsonl"]
-    if cfg.shard.count > 1 and not is_fresh(cfg, "filter", outputs):
-        passed, _ = checked_samples(cfg)
-        score_shard(cfg, passed, cfg.shard.index, cfg.shard.count)
-        if merged_shard_scores(cfg, passed) is None:
-            log.info("filter: shard %d of %d scored; the run that finds every shard merges them",
-                     cfg.shard.index, cfg.shard.count)
-            return out_dir(cfg)
-    return run_stage(cfg, "filter", outputs, lambda work_dir: compute(cfg, work_dir))
 
 
 def check_selection(cfg: DictConfig) -> None:
@@ -113,20 +120,27 @@ def score_shard(cfg: DictConfig, passed: list[dict], index: int, count: int) -> 
             if str(s["id"]) not in done]
     scorer = build_scorer(cfg.filter)
     image_root = load_dataset(out_dir(cfg) / "data.json")["image_folder"]
-    started, chunk = time.perf_counter(), scorer.batch_size * 8
-    with AppendLog(partial_path) as shard_log, tqdm(total=len(todo), desc="filter: scoring",
-                                                     unit="sample") as bar:
-        if not records:
-            shard_log.append({"scoring": key, "shard": index, "count": count})
+    # the file opens with its first scores: a run that never scored leaves no .partial behind
+    header = [] if records else [{"scoring": key, "shard": index, "count": count}]
+    started, chunk, shard_log = time.perf_counter(), scorer.batch_size * 8, None
+    with ExitStack() as stack, tqdm(total=len(todo), desc="filter: scoring",
+                                    unit="sample") as bar:
         for start in range(0, len(todo), chunk):
             batch = todo[start:start + chunk]
+            scored = []
             for sample, loss in zip(batch, scorer.score(batch, image_root)):
                 if not math.isfinite(loss):
                     raise ValueError(f"data.json sample '{sample['id']}': the scorer returned "
                                      f"{loss}; try filter.scorer.dtype=float32")
                 done[str(sample["id"])] = loss
-                shard_log.append({"id": str(sample["id"]), "score": loss})
+                scored.append({"id": str(sample["id"]), "score": loss})
+            shard_log = shard_log or stack.enter_context(AppendLog(partial_path))
+            shard_log.append_many(header + scored)
+            header = []
             bar.update(len(batch))
+    if header:  # nothing to score in this slice: the shard is its header alone
+        with AppendLog(partial_path) as empty_log:
+            empty_log.append_many(header)
     seconds = time.perf_counter() - started
     log.info("filter: scored %d samples with %s in %.1f s (%.1f samples/s)", len(todo),
              scorer.name, seconds, len(todo) / seconds if seconds else 0.0)

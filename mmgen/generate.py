@@ -14,13 +14,14 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mmgen import CONF_DIR
+from mmgen import CONF_DIR, runner
 from mmgen.contracts import AppendLog
-from mmgen.stage import MARKER_DIR, is_fresh, launch, out_dir, run_stage
-from mmgen.vlm.client import ChatClient, check_backend, endpoint, make_clients
+from mmgen.errors import StageStop
+from mmgen.stage import launch, out_dir
+from mmgen.vlm.client import ChatClient, endpoint, make_clients
 from mmgen.vlm.cost import prices_for
 from mmgen.vlm.engine import Engine, Settings
-from mmgen.vlm.images import ImageEncoder
+from mmgen.vlm.images import encoder_for
 from mmgen.vlm.limits import Budget, RateLimiter
 from mmgen.vlm.resume import (
     DATA_NAME,
@@ -39,45 +40,48 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> Path:
-    """Generate replies for every prompt not yet done, rebuild data.json, and return out_dir."""
-    check_backend(cfg.backend)  # a missing API key fails here, before any work
-    if not is_fresh(cfg, "prompts", [PROMPTS_NAME]):
-        from mmgen import prompts  # imported here: prompts imports the stages above it
+    """Bring generations.jsonl and data.json up to date (resuming the log); returns out_dir."""
+    return runner.run(cfg, "generate")
 
-        prompts.run(cfg)
+
+def nothing_pending(cfg: DictConfig) -> bool:
+    """False while prompts are left (a kill, a budget stop, retry_failed): never short-circuit."""
     out = out_dir(cfg)
+    if not (out / LOG_NAME).is_file():
+        return False
+    state = scan_log(out / LOG_NAME)
+    return count_pending(out / PROMPTS_NAME, state.done(cfg.generate.retry_failed))[1] == 0
+
+
+def compute(cfg: DictConfig, out: Path) -> dict:
+    """Send every prompt not yet done, append the replies to the log, rebuild data.json."""
     if cfg.backend.name == "dry_run":
         from mmgen.vlm.dry_run import dry_run
 
         dry_run(cfg, out)
-        return out
+        raise StageStop(f"dry run: the requests are in {out / 'requests.jsonl'}; nothing was "
+                        "sent. Run again with a real backend to generate.")
     log_path = prepare_log(cfg, out)
     state = scan_log(log_path)
     total, pending = count_pending(out / PROMPTS_NAME, state.done(cfg.generate.retry_failed))
-    if pending:  # work is left (a kill, a budget stop, retry_failed): never short-circuit
-        (out / MARKER_DIR / "generate.fingerprint").unlink(missing_ok=True)
+    log.info("generate: %d prompts, %d already done, %d to send via %s (%s)", total,
+             total - pending, pending, cfg.backend.name, cfg.backend.model)
+    if cfg.backend.name == "openai_batch":
+        from mmgen.vlm.batch import run_batch
 
-    def compute(work_dir: Path) -> dict:
-        log.info("generate: %d prompts, %d already done, %d to send via %s (%s)", total,
-                 total - pending, pending, cfg.backend.name, cfg.backend.model)
-        if cfg.backend.name == "openai_batch":
-            from mmgen.vlm.batch import run_batch
-
-            this_run = run_batch(cfg, work_dir, state)
-        else:
-            this_run = asyncio.run(generate_online(cfg, work_dir, state, pending))
-        samples = write_data(cfg, work_dir)
-        final = scan_log(work_dir / LOG_NAME)
-        totals = final.totals(prices_for(cfg))
-        left = total - len(final.done(cfg.generate.retry_failed))
-        classes = ", ".join(f"{name}: {n}" for name, n in sorted(totals["errors"].items()))
-        log.info("generate: %d ok, %d failed%s, %d left; %d samples in %s; cost $%.4f",
-                 totals["ok"], totals["failed"], f" ({classes})" if classes else "", left,
-                 samples, work_dir / DATA_NAME, totals["cost_usd"])
-        return {"prompts": total, **totals, "pending": left, "samples": samples,
-                "backend": cfg.backend.name, "model": cfg.backend.model, "run": this_run}
-
-    return run_stage(cfg, "generate", [LOG_NAME, DATA_NAME], compute, shared=False)
+        this_run = run_batch(cfg, out, state)
+    else:
+        this_run = asyncio.run(generate_online(cfg, out, state, pending))
+    samples = write_data(cfg, out)
+    final = scan_log(out / LOG_NAME)
+    totals = final.totals(prices_for(cfg))
+    left = total - len(final.done(cfg.generate.retry_failed))
+    classes = ", ".join(f"{name}: {n}" for name, n in sorted(totals["errors"].items()))
+    log.info("generate: %d ok, %d failed%s, %d left; %d samples in %s; cost $%.4f",
+             totals["ok"], totals["failed"], f" ({classes})" if classes else "", left,
+             samples, out / DATA_NAME, totals["cost_usd"])
+    return {"prompts": total, **totals, "pending": left, "samples": samples,
+            "backend": cfg.backend.name, "model": cfg.backend.model, "run": this_run}
 
 
 def engine_settings(cfg: DictConfig) -> Settings:
@@ -94,13 +98,6 @@ def engine_settings(cfg: DictConfig) -> Settings:
         encode_threads=gen.encode_threads, progress=gen.progress)
 
 
-def image_encoder(cfg: DictConfig) -> ImageEncoder:
-    """The image encoder for cfg.generate's size, format and detail, rooted at dataset.root."""
-    gen = cfg.generate
-    return ImageEncoder(cfg.dataset.root, gen.image_max_side, gen.image_format, gen.jpeg_quality,
-                        gen.image_detail, gen.image_cache)
-
-
 async def generate_online(cfg: DictConfig, out: Path, state: LogState, pending: int) -> dict:
     """Send the pending prompts through the online API; returns this run's stats."""
     gen = cfg.generate
@@ -110,7 +107,7 @@ async def generate_online(cfg: DictConfig, out: Path, state: LogState, pending: 
     with endpoint(cfg) as base_url, AppendLog(out / LOG_NAME) as generations:
         chat = ChatClient(make_clients(cfg.backend, base_url, gen.concurrency), gen.timeout_s)
         writer = LogWriter(generations)
-        engine = Engine(chat, image_encoder(cfg), engine_settings(cfg),
+        engine = Engine(chat, encoder_for(cfg), engine_settings(cfg),
                         RateLimiter(gen.rpm, gen.tpm), budget, writer.append)
         try:
             stats = await engine.run(prompts, pending)

@@ -1,8 +1,10 @@
 """Stage 1, partition: split the reference set into keyword subgroups by CLIP zero-shot
 classification, and write `<out_dir>/task.json` (seed format, no candidates yet).
 
-With `task_file` set, its subgroups are used instead. The `refset` group then reshapes the
-subgroups for the seed's ablations: full, imbalanced, small, no_partition.
+The `refset` group reshapes the subgroups for the seed's ablations: full, imbalanced, small,
+no_partition. With `task_file` set, the file's subgroups are used as they are: a task file fixes
+the subgroups (the seed's imbalanced and small task files are already cut), so a refset other
+than `full` is not applied to it again.
 """
 from __future__ import annotations
 
@@ -14,34 +16,37 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from mmgen import CONF_DIR
+from mmgen import CONF_DIR, runner
 from mmgen.contracts import ContractError, load_reference, load_task, sample_image_path, write_task
-from mmgen.stage import launch, run_stage
+from mmgen.stage import launch
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ["task.json", "partition.json"]  # partition.json stays as made: retrieve starts from it
-REFSETS = ("full", "imbalanced", "small", "no_partition")
 MISSING_SHOWN = 5  # missing image paths quoted in the error, beyond the count
 
 
 def run(cfg: DictConfig) -> Path:
-    """Write task.json with the subgroups (unless fresh); returns out_dir."""
-    prepare_dataset(cfg)
-    return run_stage(cfg, "partition", OUTPUTS, lambda work_dir: _partition(cfg, work_dir))
+    """Bring task.json with the subgroups up to date; returns out_dir."""
+    return runner.run(cfg, "partition")
 
 
-def prepare_dataset(cfg: DictConfig) -> None:
-    """Build the demo domain on first use; check the refset option early."""
-    if cfg.refset.name not in REFSETS:
-        raise ValueError(f"refset.name '{cfg.refset.name}' is not one of {', '.join(REFSETS)}")
-    if cfg.dataset.name == "demo":
-        from mmgen.demo import ensure_demo_data
+def input_files(cfg: DictConfig) -> list[Path]:
+    """What the partition reads beyond the config: the reference set, its images, the task
+    file, a local CLIP checkpoint (replacing any of them under the same name invalidates it)."""
+    root = Path(cfg.dataset.root)
+    source = Path(cfg.task_file) if cfg.task_file else root / cfg.dataset.reference
+    files = [source] + [Path(path) for path in (cfg.clip.pretrained,) if path]
+    if source.is_file():
+        try:
+            reference = load_task(source) if cfg.task_file else load_reference(source)
+        except (ValueError, OSError):  # reported properly when the stage reads it
+            return files
+        files += [root / image for _, image in reference_images(reference)]
+    return files
 
-        ensure_demo_data(cfg.dataset.root)
 
-
-def _partition(cfg: DictConfig, work_dir: Path) -> dict:
+def compute(cfg: DictConfig, work_dir: Path) -> dict:
+    """Write task.json and partition.json (the subgroups, no candidates yet) into work_dir."""
     root = Path(cfg.dataset.root)
     keywords = list(cfg.dataset.keywords)
     if cfg.task_file:
@@ -61,11 +66,15 @@ def _partition(cfg: DictConfig, work_dir: Path) -> dict:
         else:
             task["subgroups"] = classify(cfg, task, keywords)
             source = f"CLIP {cfg.clip.arch} zero-shot"
-    task["subgroups"] = apply_refset(task["subgroups"], cfg.refset, keywords, cfg.seed)
+    if not cfg.task_file:
+        task["subgroups"] = apply_refset(task["subgroups"], cfg.refset, keywords, cfg.seed)
+    elif cfg.refset.name != "full":
+        log.warning("partition: refset=%s is not applied to task_file %s: a task file fixes the "
+                    "subgroups, and they are used as they are", cfg.refset.name, cfg.task_file)
     counts = {group["keyword"]: len(group["reference_sample_idx"]) for group in task["subgroups"]}
     log.info("partition (%s, refset=%s): %s", source, cfg.refset.name,
              ", ".join(f"{keyword}: {count}" for keyword, count in counts.items()))
-    for name in OUTPUTS:
+    for name in ("task.json", "partition.json"):  # partition.json stays as made: retrieve reads it
         write_task(work_dir / name, task)
     return {"source": source, "refset": cfg.refset.name, "samples": len(task["samples"]),
             "subgroup_sizes": counts}

@@ -1,6 +1,5 @@
-"""The whole MM-Gen method in one command: partition -> retrieve -> prompts -> generate ->
-filter -> export -> report. Each stage first runs its upstream stage, and skips itself when its
-result is fresh, so running the last stage runs them all, each at most once."""
+"""The whole MM-Gen method in one command: the runner brings the last stage (mmgen.stages.LAST_STAGE)
+up to date, which runs every stage it needs, each at most once, skipping what is fresh."""
 from __future__ import annotations
 
 import logging
@@ -9,16 +8,16 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mmgen import CONF_DIR
-from mmgen import report
+from mmgen import CONF_DIR, runner
 from mmgen.stage import launch
+from mmgen.stages import LAST_STAGE
 
 log = logging.getLogger(__name__)
 
 
 def run(cfg: DictConfig) -> Path:
     """Run every stage in order and return the report's path."""
-    report_path = (report.run(cfg) / "report.html").resolve()
+    report_path = (runner.run(cfg, LAST_STAGE) / "report.html").resolve()
     log.info("report: %s", report_path)
     print(f"Report: {report_path}")
     return report_path

@@ -19,10 +19,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from mmgen import CONF_DIR
-from mmgen import modes
+from mmgen import CONF_DIR, modes, runner
 from mmgen.contracts import ContractError, load_task, sample_image_path, write_prompts
-from mmgen.stage import launch, run_stage
+from mmgen.stage import launch, out_dir
 
 log = logging.getLogger(__name__)
 
@@ -200,14 +199,8 @@ def build_records(cfg: DictConfig, task: dict, allocation: list[int]) -> Iterato
 
 
 def load_stage_task(cfg: DictConfig) -> tuple[dict, Path]:
-    """The retrieve stage's <out_dir>/task.json, made first if missing or stale.
-
-    With `task_file` set, partition starts from that file (reshaped by `refset`) and retrieve
-    keeps its candidates, so a seed task file is used as is.
-    """
-    from mmgen import retrieve  # imported here: retrieve imports the stages above it
-
-    task_path = retrieve.run(cfg) / "task.json"
+    """The retrieve stage's <out_dir>/task.json (subgroups with their candidates)."""
+    task_path = out_dir(cfg) / "task.json"
     task = load_task(task_path)
     if task["dataset_description"].strip() != cfg.dataset.description.strip():
         log.info("%s describes the task as %r; the prompts use dataset.description %r",
@@ -216,26 +209,24 @@ def load_stage_task(cfg: DictConfig) -> tuple[dict, Path]:
 
 
 def run(cfg: DictConfig) -> Path:
-    """Write <out_dir>/prompts.jsonl (unless fresh) and return out_dir."""
-    if cfg.min_gen_per_candidate < 1 or cfg.total_gen < 1:
-        raise ValueError(f"total_gen ({cfg.total_gen}) and min_gen_per_candidate "
-                         f"({cfg.min_gen_per_candidate}) must be at least 1")
+    """Bring <out_dir>/prompts.jsonl up to date; returns out_dir."""
+    return runner.run(cfg, "prompts")
+
+
+def compute(cfg: DictConfig, work_dir: Path) -> dict:
+    """Write prompts.jsonl into work_dir: one request per line, allocated over the subgroups."""
     task, task_path = load_stage_task(cfg)
     allocation = allocate(task, cfg.total_gen, cfg.min_gen_per_candidate)
     check_task(cfg, task, allocation, task_path)
-
-    def compute(work_dir: Path) -> dict:
-        images = check_images(cfg, task, allocation) if cfg.check_images else None
-        records = tqdm(build_records(cfg, task, allocation), total=sum(allocation),
-                       desc="prompts", unit="prompt", mininterval=2.0)
-        count = write_prompts(work_dir / "prompts.jsonl", records)
-        log.info("prompts: wrote %d prompts (%s)", count, ", ".join(
-            f"{group['keyword']}: {n}" for group, n in zip(task["subgroups"], allocation)))
-        return {"prompts": count, "mode": cfg.mode.name, "num_examples": cfg.icl.num_examples
-                if cfg.mode.uses_icl else 0, "images_checked": images,
-                "by_keyword": {g["keyword"]: n for g, n in zip(task["subgroups"], allocation)}}
-
-    return run_stage(cfg, "prompts", ["prompts.jsonl"], compute)
+    images = check_images(cfg, task, allocation) if cfg.check_images else None
+    records = tqdm(build_records(cfg, task, allocation), total=sum(allocation),
+                   desc="prompts", unit="prompt", mininterval=2.0)
+    count = write_prompts(work_dir / "prompts.jsonl", records)
+    log.info("prompts: wrote %d prompts (%s)", count, ", ".join(
+        f"{group['keyword']}: {n}" for group, n in zip(task["subgroups"], allocation)))
+    return {"prompts": count, "mode": cfg.mode.name, "num_examples": cfg.icl.num_examples
+            if cfg.mode.uses_icl else 0, "images_checked": images,
+            "by_keyword": {g["keyword"]: n for g, n in zip(task["subgroups"], allocation)}}
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

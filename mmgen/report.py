@@ -19,7 +19,7 @@ from string import Template
 import hydra
 from omegaconf import DictConfig
 
-from mmgen import CONF_DIR
+from mmgen import CONF_DIR, runner
 from mmgen.contracts import (
     ContractError,
     iter_jsonl,
@@ -38,7 +38,7 @@ from mmgen.report_sections import (
     table,
     tokens_html,
 )
-from mmgen.stage import launch, out_dir, run_stage
+from mmgen.stage import launch, out_dir
 
 log = logging.getLogger(__name__)
 TEMPLATE = Path(__file__).with_name("report_template.html")
@@ -46,12 +46,13 @@ FUNNEL_COLUMNS = ["reference", "candidates", "prompts", "ok", "failed", "samples
 
 
 def run(cfg: DictConfig) -> Path:
-    """Run the export if needed, then write report.html; returns out_dir."""
-    from mmgen import export
+    """Bring report.html up to date; returns out_dir."""
+    return runner.run(cfg, "report")
 
-    export.run(cfg)
-    return run_stage(cfg, "report", ["report.html"], lambda target: write_report(cfg, target),
-                     shared=False)
+
+def compute(cfg: DictConfig, out: Path) -> dict:
+    """Write report.html into out_dir."""
+    return write_report(cfg, out)
 
 
 def write_report(cfg: DictConfig, target_dir: Path) -> dict:

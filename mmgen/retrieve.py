@@ -18,9 +18,11 @@ import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mmgen import CONF_DIR
+from mmgen import CONF_DIR, runner
 from mmgen.contracts import load_reference, load_task, sample_image_path, write_task
-from mmgen.stage import launch, out_dir, run_stage, update_stats
+from mmgen.errors import StageStop
+from mmgen.pool import place_candidates
+from mmgen.stage import launch, out_dir, update_stats
 from mmgen.topk import select_top_k, subgroup_quotas
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,8 @@ LISTED_FAILURES = 100  # unreadable pool files named one by one in the log and s
 
 
 def run(cfg: DictConfig) -> Path:
-    """Add candidates to task.json (running partition first if needed); returns out_dir."""
-    if cfg.shard.count > 1:
-        return embed_shard(cfg)
-    from mmgen import partition
-
-    partition.run(cfg)
-    return run_stage(cfg, "retrieve", ["task.json"], lambda work_dir: _retrieve(cfg, work_dir))
+    """Bring task.json with the candidates up to date (or embed one pool shard); returns out_dir."""
+    return runner.run(cfg, "retrieve")
 
 
 def _tools(cfg: DictConfig):
@@ -47,33 +44,35 @@ def _tools(cfg: DictConfig):
     return encoder, hasher, EmbeddingStore(cfg.paths.cache_dir, encoder)
 
 
-def embed_shard(cfg: DictConfig) -> Path:
-    """Embed slice shard.index of shard.count of the pool into the shared cache; select nothing."""
-    from mmgen.partition import prepare_dataset
-    from mmgen.pool import list_images
+def embed_shard(cfg: DictConfig) -> None:
+    """With shard.count > 1: embed slice shard.index of the pool into the shared cache and stop;
+    a later plain run merges the slices and selects."""
+    from mmgen.pool import open_pool, pool_listing
 
     index, count = cfg.shard.index, cfg.shard.count
-    if not 0 <= index < count:
-        raise ValueError(f"shard.index={index} is outside 0..{count - 1} (shard.count={count})")
-    prepare_dataset(cfg)
-    root = Path(cfg.dataset.root)
-    files = [root / path for path in list_images(root, cfg.dataset.pool)[index::count]]
+    if count == 1:
+        return
+    source = open_pool(cfg)
+    listing = pool_listing(source, index, count)
     _, hasher, store = _tools(cfg)
-    counts = store.add(files, hasher.hash(files), label=f"pool shard {index + 1}/{count}")
+    counts = store.add(listing.items, source.hashes(listing, hasher),
+                       label=f"pool shard {index + 1}/{count}")
     log.info("pool shard %d/%d: %d images embedded, %d already cached, in %s; run again "
              "without shard.count to merge the shards and select candidates",
              index + 1, count, counts["embedded"], counts["cached"], store.directory)
     update_stats(cfg, f"retrieve_shard_{index}_of_{count}", counts)
-    return out_dir(cfg)
+    raise StageStop(f"pool shard {index + 1}/{count} embedded into {store.directory}; run again "
+                    "without shard.count to merge the shards and select candidates")
 
 
 @dataclass
 class PoolView:
     """The pool images that may become candidates, and why the others may not."""
 
-    candidates: list[tuple[str, str]] = field(default_factory=list)  # (path, hash), unique content
+    candidates: list[tuple] = field(default_factory=list)  # (pool item, hash), unique content
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> count
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (item name, reason)
+    listing_skipped: int = 0  # entries not even listed: dangling or looping links, bad shards
 
 
 def _held_out_images(cfg: DictConfig) -> list[str]:
@@ -88,24 +87,24 @@ def _held_out_images(cfg: DictConfig) -> list[str]:
     return sorted({sample_image_path(held_out, sample) for sample in held_out["samples"]})
 
 
-def scan_pool(pool_paths: list[str], pool_hashes: list[str], failures: dict[str, str],
+def scan_pool(pool_items: list, pool_hashes: list[str], failures: dict[str, str],
               excluded_hashes: dict[str, set[str]]) -> PoolView:
-    """Drop unreadable files, content copies of excluded images, and duplicate content."""
+    """Drop unreadable images, content copies of excluded images, and duplicate content."""
     view = PoolView(excluded={f"{name} copies": 0 for name in excluded_hashes})
     view.excluded["duplicate pool files"] = 0
     seen: set[str] = set()
-    for path, file_hash in zip(pool_paths, pool_hashes):
+    for item, file_hash in zip(pool_items, pool_hashes):
         reason = next((name for name, hashes in excluded_hashes.items() if file_hash in hashes),
                       None)
         if file_hash in failures:
-            view.unreadable.append((path, failures[file_hash]))
+            view.unreadable.append((item.name, failures[file_hash]))
         elif reason:
             view.excluded[f"{reason} copies"] += 1
         elif file_hash in seen:
             view.excluded["duplicate pool files"] += 1
         else:
             seen.add(file_hash)
-            view.candidates.append((path, file_hash))
+            view.candidates.append((item, file_hash))
     return view
 
 
@@ -152,7 +151,8 @@ def guard_task_file_candidates(cfg: DictConfig, task: dict, todo: list[int]) -> 
     return dropped
 
 
-def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
+def compute(cfg: DictConfig, work_dir: Path) -> dict:
+    """Add candidates to partition.json's subgroups and write task.json into work_dir."""
     task = load_task(out_dir(cfg) / "partition.json")
     subgroups = task["subgroups"]
     todo = [i for i, group in enumerate(subgroups) if not group.get("candidate_image_paths")]
@@ -178,7 +178,12 @@ def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
     for group_index, quota, supply, (positions, scores) in zip(todo, quotas, search["supply"],
                                                                chosen):
         group = subgroups[group_index]
-        group["candidate_image_paths"] = [view.candidates[p][0] for p in positions]
+        group["candidate_image_paths"], sources = place_candidates(
+            [view.candidates[p][0] for p in positions], [view.candidates[p][1] for p in positions],
+            Path(cfg.dataset.root))
+        group.pop("candidate_sources", None)
+        if any(sources):  # from tar shards or datasets: where each extracted image came from
+            group["candidate_sources"] = sources
         group.pop("candidate_scores", None)
         if retriever.scored:
             group["candidate_scores"] = [round(float(s), 6) for s in scores]
@@ -192,6 +197,7 @@ def _retrieve(cfg: DictConfig, work_dir: Path) -> dict:
     write_task(work_dir / "task.json", task)
     return {"retrieval": retriever.name, "pool_files": embedding["embedded"] + embedding["cached"],
             "embedding": embedding, "excluded": view.excluded, "unreadable": len(view.unreadable),
+            "skipped_while_listing": view.listing_skipped,
             "unreadable_files": [{"path": p, "reason": r}
                                  for p, r in view.unreadable[:LISTED_FAILURES]],
             "subgroups": subgroup_stats, "task_file_candidates_excluded": guarded}
@@ -202,30 +208,34 @@ def _prepare_pool(cfg: DictConfig, task: dict, hasher, store) -> tuple[PoolView,
 
     Returns the pool view, the reference-then-eval image hashes, and the embedding counts.
     """
-    from mmgen.pool import list_images
+    from mmgen.pool import open_pool, pool_listing, unusable_pool_error
 
     root = Path(cfg.dataset.root)
 
     def hashes_of(paths: list[str]) -> list[str]:
         return hasher.hash([root / path for path in paths])
 
-    pool_paths = list_images(root, cfg.dataset.pool)
-    pool_hashes = hashes_of(pool_paths)
-    embedding = store.add([root / path for path in pool_paths], pool_hashes, label="pool")
+    source = open_pool(cfg)
+    listing = pool_listing(source)
+    pool_hashes = source.hashes(listing, hasher)
+    embedding = store.add(listing.items, pool_hashes, label="pool")
     reference_images = [sample_image_path(task, sample) for sample in task["samples"]]
     eval_images = _held_out_images(cfg)
     guard_hashes = hashes_of(reference_images) + hashes_of(eval_images)
     store.add([root / p for p in reference_images + eval_images], guard_hashes, "reference/eval")
     kept = [path for group in task["subgroups"] for path in group.get("candidate_image_paths", [])]
-    view = scan_pool(pool_paths, pool_hashes, store.failures, {
+    view = scan_pool(listing.items, pool_hashes, store.failures, {
         "reference": set(guard_hashes[:len(reference_images)]),
         "eval": set(guard_hashes[len(reference_images):]),
         "task file candidate": set(hashes_of(kept))})
+    view.listing_skipped = len(listing.skipped)
     for path, reason in view.unreadable[:LISTED_FAILURES]:
         log.warning("retrieve: skipping unreadable pool file %s: %s", path, reason)
     if len(view.unreadable) > LISTED_FAILURES:
         log.warning("retrieve: ... and %d more unreadable pool files",
                     len(view.unreadable) - LISTED_FAILURES)
+    if not view.candidates:
+        raise unusable_pool_error(source, listing, view.unreadable, view.excluded)
     return view, guard_hashes, embedding
 
 

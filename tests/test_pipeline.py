@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import compose_config
 
 from mmgen import pipeline
 from mmgen.contracts import load_dataset, read_generations
@@ -21,8 +22,6 @@ STAGE_FILES = ["task.json", "prompts.jsonl", "generations.jsonl", "data.json", "
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, demo):
     """Run the demo pipeline once from scratch (empty cache) and time it."""
-    from conftest import compose_config
-
     base = tmp_path_factory.mktemp("pipeline")
     cfg = compose_config(["+experiment=demo", f"paths.demo_dir={demo}"], base / "out")
     started = time.perf_counter()
@@ -47,7 +46,9 @@ def test_demo_pipeline_writes_every_file_and_enough_samples(demo_run):
 
 
 def pipeline_stages() -> list[str]:
-    return ["partition", "retrieve", "prompts", "generate", "filter", "export", "report"]
+    from mmgen import stages
+
+    return stages.plan(compose_config(["+experiment=demo"]), stages.LAST_STAGE)
 
 
 def test_identical_rerun_recomputes_nothing_and_is_fast(demo_run):

@@ -21,6 +21,13 @@ def tiny_llava(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def tiny_llava_bytes(tmp_path_factory) -> Path:
+    """Byte-level BPE with no prefix space (GPT-2, Llama-3 style) behind a prompt ending ':'."""
+    return save_random_llava(tmp_path_factory.mktemp("tiny_llava_bytes"), size="tiny", seed=0,
+                             prefix_space=False)
+
+
+@pytest.fixture(scope="module")
 def tiny_qwen2_vl(tmp_path_factory) -> Path:
     return save_random_qwen2_vl(tmp_path_factory.mktemp("tiny_qwen2_vl"), seed=0)
 
@@ -49,8 +56,15 @@ SAMPLES = [sample(0, "What is the value of the tallest bar?", "42"),
            sample(2, "Which city lies to the north of the river in this chart, please?", "Oslo")]
 
 
-def manual_loss(folder: Path, image_root: Path, record: dict, separator: str) -> float:
-    """Cross-entropy over the answer tokens, from one unpadded forward pass of the whole text."""
+# the text each model family trains on after the generation prompt: LLaVA-1.5's
+# "ASSISTANT: {answer}</s>" and Qwen's "<|im_start|>assistant\n{answer}<|im_end|>"
+TRAINING_REPLY = {"tiny_llava": " {answer}</s>", "tiny_llava_bytes": " {answer}</s>",
+                  "tiny_qwen2_vl": "{answer}<|im_end|>"}
+
+
+def manual_loss(folder: Path, image_root: Path, record: dict, reply: str) -> float:
+    """Cross-entropy over what follows the prompt in the whole tokenised text: one unpadded pass,
+    the prompt's length counted by the processor itself (image tokens expanded)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     processor = AutoProcessor.from_pretrained(folder)
@@ -62,33 +76,67 @@ def manual_loss(folder: Path, image_root: Path, record: dict, separator: str) ->
     prompt = processor.apply_chat_template([{"role": "user", "content": content}],
                                            add_generation_prompt=True)
     images = [Image.open(image_root / record["image_1"]).convert("RGB")] if has_image else None
-    inputs = processor(text=[prompt + separator + answer], images=images, return_tensors="pt")
-    answer_ids = processor.tokenizer(answer, add_special_tokens=False)["input_ids"]
-    ids = inputs["input_ids"][0]
-    n = len(answer_ids)
-    assert ids[-n:].tolist() == answer_ids  # the answer is the text's last n tokens
+    whole = processor(text=[prompt + reply.format(answer=answer)], images=images,
+                      return_tensors="pt")
+    prompt_length = processor(text=[prompt], images=images, return_tensors="pt")[
+        "input_ids"].shape[1]
+    ids = whole["input_ids"][0]
     with torch.no_grad():
-        logits = model(**inputs).logits[0]
-    log_probs = torch.log_softmax(logits[-n - 1:-1].float(), dim=-1)
-    return -log_probs[torch.arange(n), ids[-n:]].mean().item()
+        logits = model(**whole).logits[0]
+    log_probs = torch.log_softmax(logits[prompt_length - 1:-1].float(), dim=-1)
+    targets = ids[prompt_length:]
+    return -log_probs[torch.arange(len(targets)), targets].mean().item()
 
 
-# LLaVA's template ends "ASSISTANT:" and its tokenizer adds a prefix space; Qwen's ends with a
-# newline and adds none: the separator makes the whole text tokenise as prompt + answer tokens
-@pytest.mark.parametrize("model_fixture, separator", [("tiny_llava", " "), ("tiny_qwen2_vl", "")])
+@pytest.mark.parametrize("model_fixture", ["tiny_llava", "tiny_llava_bytes", "tiny_qwen2_vl"])
 def test_hf_scorer_loss_is_cross_entropy_over_answer_tokens_only(request, image_root,
-                                                                 model_fixture, separator):
+                                                                 model_fixture):
     folder = request.getfixturevalue(model_fixture)
     scorer = HFScorer(model=str(folder), device="cpu", batch_size=4)
     losses = scorer.score(SAMPLES, image_root)
-    expected = [manual_loss(folder, image_root, record, separator) for record in SAMPLES]
-    assert losses == pytest.approx(expected, abs=1e-4)
+    reply = TRAINING_REPLY[model_fixture]
+    expected = [manual_loss(folder, image_root, record, reply) for record in SAMPLES]
+    assert losses == pytest.approx(expected, abs=1e-5)
     # batching and padding change nothing: one sample at a time gives the same numbers
     single = HFScorer(model=str(folder), device="cpu", batch_size=1).score(SAMPLES, image_root)
-    assert single == pytest.approx(losses, abs=1e-4)
+    assert single == pytest.approx(losses, abs=1e-5)
     # and the answer matters: a different answer to the same question scores differently
     other = [sample(0, "What is the value of the tallest bar?", "Plums and pears")]
     assert scorer.score(other, image_root)[0] != pytest.approx(losses[0], abs=1e-3)
+
+
+def test_byte_level_answer_is_scored_as_the_tokens_training_sees(tiny_llava_bytes, image_root):
+    """Prompt ending "ASSISTANT:", tokenizer adding no prefix space: alone, "Apples" splits
+    into pieces; after the prompt it is the one token "ĠApples", as in a training run."""
+    scorer = HFScorer(model=str(tiny_llava_bytes), device="cpu")
+    scorer.load()
+    tokenizer = scorer.tokenizer
+    record = SAMPLES[1]  # "Which slice is the largest?" -> "Apples have the largest share"
+    inputs = scorer.encode([record], image_root)
+    scored = inputs["labels"][0][inputs["labels"][0] != -100].tolist()
+    prompt, whole = scorer.conversation_texts("Which slice is the largest?",
+                                              "Apples have the largest share", True)
+    assert prompt.endswith("ASSISTANT:") and whole == prompt + " Apples have the largest share</s>"
+    joint = tokenizer(whole, add_special_tokens=False)["input_ids"]
+    assert scored == joint[len(tokenizer(prompt, add_special_tokens=False)["input_ids"]):]
+    assert tokenizer.convert_ids_to_tokens(scored)[:2] == ["ĠApples", "Ġhave"]
+    assert scored[-1] == tokenizer.eos_token_id  # end of sequence is scored, as LLaVA trains it
+    alone = tokenizer("Apples have the largest share</s>", add_special_tokens=False)["input_ids"]
+    assert alone != scored  # what the scorer used to score: "Apples" in pieces
+
+
+def test_end_of_sequence_is_scored_even_when_the_template_renders_none(tiny_llava):
+    """llava-hf's template ends the answer turn with a space and no </s>; training has </s>."""
+    scorer = HFScorer(model=str(tiny_llava), device="cpu")
+    scorer.load()
+    scorer.processor.chat_template = (  # the shape of llava-hf/llava-1.5-7b-hf's template
+        "{% for message in messages %}{{ message['role'].upper() + ': ' }}"
+        "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>\n"
+        "{% else %}{{ part['text'] + ' ' }}{% endif %}{% endfor %}{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+    prompt, whole = scorer.conversation_texts("How many bars?", "Four", True)
+    assert prompt == "USER: <image>\nHow many bars? ASSISTANT:"
+    assert whole == prompt + " Four</s>"
 
 
 def test_hf_scorer_by_class_name_and_with_a_lora_adapter(tiny_llava, image_root, tmp_path):

@@ -15,8 +15,6 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from mmgen.imageio import to_rgb
-
 CHECKPOINT = Path(__file__).parent / "assets" / "target_model.pt"
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 FIRST_CHAR, LAST_CHAR = 32, 126  # printable ASCII; anything else reads as UNK
@@ -33,7 +31,7 @@ def encode_chars(text: str) -> list[int]:
 
 def image_tensor(image: Image.Image) -> torch.Tensor:
     """A (3, IMAGE_SIDE, IMAGE_SIDE) float tensor in [-1, 1]."""
-    small = to_rgb(image).resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BILINEAR)
+    small = image.convert("RGB").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BILINEAR)
     pixels = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8)
     return pixels.view(IMAGE_SIDE, IMAGE_SIDE, 3).permute(2, 0, 1).float() / 127.5 - 1.0
 

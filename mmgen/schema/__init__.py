@@ -5,6 +5,7 @@ from hydra.core.config_store import ConfigStore
 
 from mmgen.schema.common import DatasetConfig, PathsConfig, ShardConfig
 from mmgen.schema.curation import ExportConfig, FilterConfig, ReportConfig
+from mmgen.schema.evaluate import EvaluateConfig
 from mmgen.schema.generation import BackendConfig, GenerateConfig
 from mmgen.schema.prompting import IclConfig, ModeConfig
 from mmgen.schema.select import CapsPerImageConfig, ClipConfig, RefsetConfig, RetrievalConfig
@@ -34,6 +35,25 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+def check_ranges(cfg) -> None:
+    """Values that must lie in a range (checked before any stage runs)."""
+    from mmgen.errors import UserError
+
+    bounds = {"total_gen": (1, None), "min_gen_per_candidate": (1, None),
+              "filter.keep_fraction": (0.0, 1.0), "shard.count": (1, None),
+              "shard.index": (0, cfg.shard.count - 1), "generate.jpeg_quality": (1, 95)}
+    for key, (low, high) in bounds.items():
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise UserError(f"{key}={value} must be {span}")
 
 
 def register() -> None:

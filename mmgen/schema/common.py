@@ -1,7 +1,10 @@
 """Schemas of the config groups every stage reads: paths, dataset, shard."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from omegaconf import MISSING
+
+from mmgen.schema.evaluate import Metric
+from mmgen.schema.source import SourceConfig
 
 
 @dataclass
@@ -15,12 +18,15 @@ class PathsConfig:
 class DatasetConfig:
     name: str = MISSING  # short name used in logs and output names
     root: str = MISSING  # input folder; every image path in the data files is relative to it
-    reference: str = "reference.json"  # reference set (LLaVA style), relative to root
-    pool: str = "pool"  # folder of unlabelled candidate images, relative to root
-    eval: str | None = None  # optional held-out set excluded from retrieval, relative to root
-    train: str | None = None  # optional own training set (train.data=skyline), relative to root
+    reference: str = MISSING  # reference set (LLaVA style), relative to root
+    pool: str = MISSING  # folder of unlabelled candidate images, relative to root
+    eval: str | None = MISSING  # optional held-out set excluded from retrieval, relative to root
+    metric: Metric = MISSING  # how eval answers are judged (relaxed_accuracy, multiple_choice...)
+    train: str | None = MISSING  # optional own training set (train.data=skyline), relative to root
     description: str = MISSING  # one line naming the task; fills the prompt templates
-    keywords: list[str] = field(default_factory=list)  # subgroup keywords for zero-shot partition
+    keywords: list[str] = MISSING  # subgroup keywords for zero-shot partition
+    builder: str | None = None  # "module:function" that builds missing inputs at root (the demo)
+    source: SourceConfig | None = None  # where `mmgen.prepare` reads the benchmark from
 
 
 @dataclass

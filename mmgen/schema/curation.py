@@ -1,6 +1,10 @@
 """Schemas for filter, export and report."""
 from dataclasses import dataclass, field
 
+from omegaconf import MISSING
+
+from mmgen.schema.choices import Device, Dtype, ExportFormat, Select
+
 # A question "asks for a number" when it matches this (case-insensitive) and lists no options.
 NUMERIC_QUESTION_PATTERN = (
     r"\b(how (many|much)|what (is|was|are|were) the (value|number|total|sum|difference|average|mean"
@@ -15,7 +19,7 @@ class ScorerConfig:
     model_class: str | None = None  # transformers class name; null = AutoModelForImageTextToText
     processor: str | None = None  # processor hub id or folder when it differs from `model`
     adapter: str | None = None  # optional PEFT (LoRA) adapter folder applied on top of `model`
-    dtype: str = "auto"  # auto | float32 | float16 | bfloat16 (auto: bf16 on cuda, else float32)
+    dtype: Dtype = Dtype.auto  # auto | float32 | float16 | bfloat16 (auto: bf16 on cuda, else fp32)
     max_image_side: int | None = None  # downscale images whose longer side exceeds this, pixels
 
 
@@ -35,19 +39,19 @@ class ChecksConfig:
 
 @dataclass
 class FilterConfig:
-    keep_fraction: float = 0.5  # share of scored samples kept, 0..1
-    select: str = "high"  # high | low | random: highest losses (MM-Gen), lowest, or at random
-    batch_size: int = 16  # samples per forward pass (speed only)
-    device: str = "auto"  # auto | cpu | cuda (speed only)
+    keep_fraction: float = MISSING  # share of scored samples kept, 0..1
+    select: Select = MISSING  # high | low | random: highest losses (MM-Gen), lowest, or at random
+    batch_size: int = MISSING  # samples per forward pass (speed only)
+    device: Device = MISSING  # auto | cpu | cuda (speed only)
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)
 
 
 @dataclass
 class ExportConfig:
-    format: str = "llava"  # llava | sharegpt | hf
-    copy_images: bool = False  # hard-link (or copy) the kept images into the export folder
-    name: str = "${name}"  # dataset name written into LLaMA-Factory's dataset_info.json
+    format: ExportFormat = MISSING  # llava | sharegpt | hf
+    copy_images: bool = MISSING  # hard-link (or copy) the kept images into the export folder
+    name: str = MISSING  # dataset name written into LLaMA-Factory's dataset_info.json
 
 
 @dataclass

@@ -4,6 +4,8 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from mmgen.schema.choices import BackendName, ImageDetail, ImageFormat
+
 
 @dataclass
 class BatchConfig:
@@ -21,11 +23,11 @@ class BatchConfig:
 
 @dataclass
 class BackendConfig:
-    name: str = MISSING  # openai | azure | compatible | demo_teacher | dry_run | openai_batch
-    model: str = "gpt-4o"  # model name sent with each request; also picks generate.prices
+    name: BackendName = MISSING  # openai | azure | compatible | demo_teacher | dry_run | openai_batch
+    model: str = MISSING  # model name sent with each request; also picks generate.prices
     base_url: str | None = None  # server address for OpenAI-compatible endpoints (.../v1)
     api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key; never the key
-    require_key: bool = True  # false: servers that need none (a local vLLM) may go without
+    require_key: bool = MISSING  # false: servers that need none (a local vLLM) may go without
     # Azure OpenAI
     azure_endpoint: str | None = None  # https://RESOURCE.openai.azure.com
     deployment: str | None = None  # Azure deployment name; null uses `model`
@@ -46,23 +48,23 @@ class ModelPrice:
 
 @dataclass
 class GenerateConfig:
-    concurrency: int = 64  # requests in flight at once
-    rpm: float | None = None  # requests per minute limit; null: none
-    tpm: float | None = None  # tokens per minute limit (prompt estimate + max_tokens); null: none
-    timeout_s: float = 120.0  # seconds one HTTP request may take
-    max_attempts: int = 6  # HTTP attempts per call before the prompt fails
-    backoff_base_s: float = 1.0  # first retry waits about this long; doubles each attempt
-    backoff_max_s: float = 60.0  # longest wait between attempts (Retry-After may ask for more)
-    format_fix_tries: int = 3  # follow-up calls asking to fix a reply that is not the mode's JSON
-    temperature: float | None = 0.7  # sampling temperature; null: the server's default
-    max_tokens: int | None = 2048  # completion token cap per call; null: the server's default
-    retry_failed: bool = False  # a rerun also retries prompts whose last record is `failed`
-    max_cost_usd: float | None = None  # stop sending once the log's total cost reaches this
-    image_max_side: int = 1024  # px; larger images are downscaled so the longer side fits
-    image_format: str = "jpeg"  # jpeg | png: encoding of the base64 data URLs
-    jpeg_quality: int = 85  # 1-95, for image_format=jpeg
-    image_detail: str = "auto"  # low | high | auto: the `detail` sent with each image
-    image_cache: int = 512  # encoded images kept in memory (in-context images recur)
-    encode_threads: int = 2  # threads decoding and encoding images
-    progress: bool = True  # show a tqdm bar
-    prices: dict[str, ModelPrice] = field(default_factory=dict)  # model -> USD per 1M tokens
+    concurrency: int = MISSING  # requests in flight at once
+    rpm: float | None = MISSING  # requests per minute limit; null: none
+    tpm: float | None = MISSING  # tokens per minute limit (prompt estimate + max_tokens); null: none
+    timeout_s: float = MISSING  # seconds one HTTP request may take
+    max_attempts: int = MISSING  # HTTP attempts per call before the prompt fails
+    backoff_base_s: float = MISSING  # first retry waits about this long; doubles each attempt
+    backoff_max_s: float = MISSING  # longest wait between attempts (Retry-After may ask for more)
+    format_fix_tries: int = MISSING  # follow-up calls asking to fix a reply that is not the mode's JSON
+    temperature: float | None = MISSING  # sampling temperature; null: the server's default
+    max_tokens: int | None = MISSING  # completion token cap per call; null: the server's default
+    retry_failed: bool = MISSING  # a rerun also retries prompts whose last record is `failed`
+    max_cost_usd: float | None = MISSING  # stop sending once the log's total cost reaches this
+    image_max_side: int = MISSING  # px; larger images are downscaled so the longer side fits
+    image_format: ImageFormat = MISSING  # jpeg | png: encoding of the base64 data URLs
+    jpeg_quality: int = MISSING  # 1-95, for image_format=jpeg
+    image_detail: ImageDetail = MISSING  # low | high | auto: the `detail` sent with each image
+    image_cache: int = MISSING  # encoded images kept in memory (in-context images recur)
+    encode_threads: int = MISSING  # threads decoding and encoding images
+    progress: bool = MISSING  # show a tqdm bar
+    prices: dict[str, ModelPrice] = MISSING  # model -> USD per 1M tokens

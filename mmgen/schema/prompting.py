@@ -1,5 +1,5 @@
 """Schemas for prompt building: mode and icl."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from omegaconf import MISSING
 
@@ -21,18 +21,18 @@ class ModeConfig:
     # (the in-context examples, empty when uses_icl is false). The reply-format sentence
     # (mmgen.modes.reply_format) is always appended after it.
     instruction: str = MISSING
-    reply_keys: list[str] = field(default_factory=list)  # keys every reply item must carry
-    uses_icl: bool = True  # whether in-context examples (text + images) are sent
-    uses_candidate_image: bool = True  # whether the candidate image is sent (false: text only)
+    reply_keys: list[str] = MISSING  # keys every reply item must carry
+    uses_icl: bool = MISSING  # whether in-context examples (text + images) are sent
+    uses_candidate_image: bool = MISSING  # whether the candidate image is sent (false: text only)
     # how one example is written into {examples}; {number} is 1-based, {dialogue} its Q/A turns
     example: str = "Example {number}:\n{dialogue}"
-    samples: list[SampleTemplate] = field(default_factory=list)  # training samples per item
+    samples: list[SampleTemplate] = MISSING  # training samples per item
 
 
 @dataclass
 class IclConfig:
-    num_examples: int = 1  # in-context examples per prompt, drawn from the prompt's subgroup
+    num_examples: int = MISSING  # in-context examples per prompt, drawn from the prompt's subgroup
     # false: a subgroup with fewer references than num_examples is an error;
     # true: such prompts repeat examples (only then; otherwise draws stay without replacement)
-    with_replacement: bool = False
+    with_replacement: bool = MISSING
 

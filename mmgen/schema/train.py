@@ -44,11 +44,11 @@ class TrainerConfig:
 class TrainConfig:
     data: TrainData = MISSING  # filtered | unfiltered | skyline
     epochs: float = MISSING  # passes over the training samples
-    max_steps: int | None = None  # stop after this many optimizer steps; null = epochs decide
+    max_steps: int | None = MISSING  # stop after this many optimizer steps; null = epochs decide
     batch_size: int = MISSING  # samples per optimizer step
     lr: float = MISSING  # peak learning rate
     save_every_steps: int = MISSING  # steps between resumable checkpoints in train/
     log_every_steps: int = MISSING  # steps between loss records in train/log.jsonl
-    device: str = "auto"  # auto | cpu | cuda (speed only)
-    progress: bool = True  # show a progress bar (speed only)
+    device: str = MISSING  # auto | cpu | cuda (speed only)
+    progress: bool = MISSING  # show a progress bar (speed only)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

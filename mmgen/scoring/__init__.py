@@ -15,6 +15,7 @@ from PIL import Image
 
 from mmgen.contracts import question_and_answer
 from mmgen.imageio import open_image
+from mmgen.modes import strip_image_tags
 
 IMAGE_TAG = re.compile(r"<image>\s*")
 
@@ -48,7 +49,7 @@ def resolve_device(device: str) -> str:
 def prompt_and_answer(sample: dict) -> tuple[str, str]:
     """The sample's question without its `<image>` tag, and its answer."""
     question, answer = question_and_answer(sample)
-    return IMAGE_TAG.sub("", question).strip(), answer.strip()
+    return strip_image_tags(question), answer.strip()
 
 
 def load_image(image_root: str | Path, relative_path: str,
@@ -62,6 +63,20 @@ def batches(items: Sequence, size: int) -> Iterator[Sequence]:
     """Consecutive slices of `items`, `size` at a time."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+SCORER_CHECKS = {"mmgen.scoring.hf.HFScorer": "validate_hf_scorer",
+                 "mmgen.scoring.demo.DemoTargetScorer": "validate_demo_scorer"}
+
+
+def validate(cfg) -> None:
+    """The filter's scorer checkpoint exists and suits its scorer: checked before any stage
+    runs, in seconds (a hub id costs at most one request), with the fix in the message."""
+    from mmgen.scoring import checkpoints
+
+    check = SCORER_CHECKS.get(str(cfg.filter.scorer.get("_target_", "")))
+    if check:
+        getattr(checkpoints, check)(cfg.filter.scorer)
 
 
 def build_scorer(filter_cfg) -> Scorer:

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mmgen.contracts import AppendLog, atomic_writer, iter_jsonl, read_json, write_json
 from mmgen.vlm.client import api_key
-from mmgen.vlm.images import ImageError
+from mmgen.vlm.images import ImageError, encoder_for
 from mmgen.vlm.messages import (
     ReplyFormatError,
     build_messages,
@@ -27,10 +27,10 @@ from mmgen.vlm.messages import (
     parse_items,
     request_body,
 )
-from mmgen.vlm.resume import LOG_NAME, PROMPTS_NAME, LogState, pending_prompts
+from mmgen.vlm.resume import BATCH_DIR, LOG_NAME, PROMPTS_NAME, LogState, pending_prompts
 
 log = logging.getLogger(__name__)
-BATCH_DIR, STATE_NAME = "batch", "batches.json"
+STATE_NAME = "batches.json"
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 ENCODE_CHUNK = 256  # prompts encoded per thread-pool round; bounds memory when streaming
@@ -70,10 +70,9 @@ class _SplitWriter:
 
 def export(cfg: DictConfig, out: Path, state: LogState, generations: AppendLog, stem: str) -> list[dict]:
     """Write request files for the pending prompts; unreadable images fail their prompt now."""
-    from mmgen.generate import image_encoder
 
     gen, limits = cfg.generate, cfg.backend.batch
-    encoder = image_encoder(cfg)
+    encoder = encoder_for(cfg)
     model = cfg.backend.deployment or cfg.backend.model
     writer = _SplitWriter(out / BATCH_DIR, stem, limits.max_requests, limits.max_bytes)
 

@@ -48,6 +48,11 @@ def check_backend(backend: DictConfig) -> None:
             f"first (or name another variable with backend.api_key_env=NAME).")
 
 
+def validate(cfg: DictConfig) -> None:
+    """The generate stage's preflight: the backend is known and its key is there."""
+    check_backend(cfg.backend)
+
+
 def api_key(backend: DictConfig) -> str:
     """The key from the environment variable named by backend.api_key_env (or a placeholder)."""
     return os.environ.get(backend.api_key_env) or PLACEHOLDER_KEY

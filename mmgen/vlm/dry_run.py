@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmgen.contracts import atomic_writer, iter_prompts
 from mmgen.stage import MARKER_DIR, update_stats
 from mmgen.vlm.cost import prices_for, request_tokens
-from mmgen.vlm.images import ImageError
+from mmgen.vlm.images import ImageError, encoder_for
 from mmgen.vlm.messages import build_messages, image_paths, request_body
 from mmgen.vlm.resume import KEY_NAME, LOG_NAME, PROMPTS_NAME, log_key, read_key, scan_log
 
@@ -34,10 +34,8 @@ def done_ids(cfg: DictConfig, out: Path) -> set[str]:
 
 def dry_run(cfg: DictConfig, out: Path) -> dict:
     """Write requests.jsonl and return (and print) the estimate."""
-    from mmgen.generate import image_encoder  # the encoder a real run would use
-
     gen = cfg.generate
-    encoder = image_encoder(cfg)
+    encoder = encoder_for(cfg)  # the encoder a real run would use
     mode = OmegaConf.to_container(cfg.mode, resolve=True)
     done = done_ids(cfg, out)
     requests = prompt_tokens = images = 0

@@ -25,19 +25,21 @@ from mmgen.contracts import (
     write_dataset,
     write_json,
 )
-from mmgen.stage import MARKER_DIR, RUNTIME_KEYS, STAGE_INPUTS
+from mmgen.stage import MARKER_DIR
+from mmgen.stages import RUNTIME_KEYS, STAGES
 from mmgen.vlm.cost import Prices
 
 log = logging.getLogger(__name__)
 
 LOG_NAME, DATA_NAME, PROMPTS_NAME = "generations.jsonl", "data.json", "prompts.jsonl"
 KEY_NAME = "generations.key.json"  # under .mmgen/: what the log was made from
+BATCH_DIR = "batch"  # Batch API request and result files (mmgen/vlm/batch.py)
 
 
 def generate_settings(cfg: DictConfig) -> str:
     """A hash of the generate stage's own result-shaping keys (runtime keys left out)."""
     values = {}
-    for key in STAGE_INPUTS["generate"][1]:
+    for key in STAGES["generate"].keys:
         value = OmegaConf.select(cfg, key)
         if OmegaConf.is_config(value):
             value = {name: item for name, item in OmegaConf.to_container(value, resolve=True)
@@ -58,8 +60,6 @@ def log_key(cfg: DictConfig, prompts_path: Path) -> dict:
 
 def prepare_log(cfg: DictConfig, out: Path) -> Path:
     """Keep the log if it was made from these prompts and settings, else move it aside."""
-    from mmgen.vlm.batch import BATCH_DIR  # imported here: batch imports this module
-
     log_path, key_path, batch_dir = out / LOG_NAME, out / MARKER_DIR / KEY_NAME, out / BATCH_DIR
     key = log_key(cfg, out / PROMPTS_NAME)
     old_key = read_key(key_path)
@@ -201,6 +201,7 @@ def write_data(cfg: DictConfig, out: Path) -> int:
                 sample = {"id": f"{prompt['id']}-{item_index}-{variant}"}
                 if prompt.get("candidate_image"):
                     sample["image_1"] = prompt["candidate_image"]
+                conversation = modes.place_image_tag(conversation, "image_1" in sample)
                 sample.update(conversations=conversation, keyword=prompt["keyword"],
                               icl_indices=prompt["icl_indices"], prompt_id=prompt["id"],
                               candidate_score=prompt.get("candidate_score"), model=model)
