@@ -53,9 +53,13 @@ def _partition_inputs(cfg: DictConfig) -> dict[str, str]:
 
 
 def _retrieve_inputs(cfg: DictConfig) -> dict[str, str]:
+    from mmgen.errors import UserError
     from mmgen.pool import retrieval_inputs_digest  # the pool by listing, the eval set by content
 
-    return {"pool": retrieval_inputs_digest(cfg)}
+    try:
+        return {"pool": retrieval_inputs_digest(cfg)}
+    except UserError:  # no pool: fine for a task file with candidates; retrieve says if not
+        return {"pool": "absent"}
 
 
 def _filter_inputs(cfg: DictConfig) -> dict[str, str]:
