@@ -401,3 +401,39 @@ def load_dataset(path: str | Path) -> dict:
 def write_dataset(path: str | Path, dataset: dict) -> None:
     """Validate and write a dataset atomically."""
     write_json(path, validate_dataset(dataset, path))
+
+
+# ---------------------------------------------------------------- eval set
+
+
+def load_eval_set(path: str | Path) -> dict:
+    """Load an eval set: a reference set whose samples may add `split` and `options`.
+
+    Every sample gets a string `id` (its own, else its index), which predictions refer to.
+    `split` (e.g. ChartQA's human/augmented) is on every sample or on none; `options` is a list
+    of option texts (lettered A, B, ...) or a {letter: text} object. Answers may not be empty.
+    """
+    data = load_reference(path)
+    ids: dict[str, int] = {}
+    for index, sample in enumerate(data["samples"]):
+        where = f"sample {index}"
+        sample["id"] = str(sample.get("id", index))
+        if sample["id"] in ids:
+            raise ContractError(path, f"{where} field 'id'", f"id '{sample['id']}' is also "
+                                f"sample {ids[sample['id']]}'s (an id or an index); give unique ids")
+        ids[sample["id"]] = index
+        if not question_and_answer(sample)[1].strip():
+            raise ContractError(path, f"{where} field 'conversations'", "the answer is empty")
+        if ("split" in sample) != ("split" in data["samples"][0]):
+            raise ContractError(path, f"{where} field 'split'", "is on some samples only; "
+                                "give every sample a split, or none")
+        if "split" in sample and not _require(sample, "split", str, path, where).strip():
+            raise ContractError(path, f"{where} field 'split'", "is empty")
+        options = sample.get("options")
+        if options is not None:
+            texts = options.values() if isinstance(options, dict) else options
+            if not isinstance(options, (list, dict)) or len(options) < 2 or not all(
+                    isinstance(text, str) and text.strip() for text in texts):
+                raise ContractError(path, f"{where} field 'options'", "expected a list of at "
+                                    "least two option texts, or an object {letter: text}")
+    return data
