@@ -1,4 +1,4 @@
-"""The image-embedding cache: content hashes of image files and their CLIP embeddings.
+"""The image-embedding cache: CLIP embeddings of pool images, keyed by content hash.
 
 Embeddings are keyed by file content hash inside one folder per model + preprocessing
 (`<cache_dir>/embeddings/<model key>/`), so a copy under another name, another experiment or a
@@ -9,121 +9,24 @@ concurrent shard jobs never collide and a killed run loses at most one shard.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from tqdm import tqdm
 
-from mmgen.contracts import (
-    atomic_writer,
-    file_sha256,
-    read_json,
-    read_log,
-    repair_log,
-    write_json,
-)
+from mmgen.contracts import atomic_writer, read_json, write_json
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 HASH_DTYPE = "S32"  # 128 bits of sha256 in hex: collisions are out of reach for any pool
 SHARD_ROWS = 16384  # rows per shard written while embedding: bounds the work a kill can lose
 
 
-def content_hash(path: Path) -> str:
-    """The hex content hash the cache uses for a file (first 128 bits of sha256)."""
-    return file_sha256(path)[:32]
-
-
-def list_images(root: Path, folder: str) -> list[str]:
-    """Image files under root/folder (recursive, hidden ones skipped), sorted, relative to root."""
-    base = root / folder
-    if not base.is_dir():
-        raise FileNotFoundError(f"pool folder '{base}' not found: set dataset.root and "
-                                "dataset.pool")
-    found, ignored = [], 0
-    for directory, subdirs, files in os.walk(base):
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        for name in files:
-            if name.startswith("."):
-                continue
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append((Path(directory) / name).relative_to(root).as_posix())
-            else:
-                ignored += 1
-    if ignored:
-        log.info("pool %s: ignored %d files without an image extension", base, ignored)
-    return sorted(found)
-
-
-def retrieval_inputs_digest(cfg) -> str:
-    """Digest of what retrieve reads beyond the config: the pool listing and the eval file."""
-    root = Path(cfg.dataset.root)
-    parts = [listing_digest(root, cfg.dataset.pool)]
-    if cfg.dataset.eval and (root / cfg.dataset.eval).is_file():
-        parts.append(content_hash(root / cfg.dataset.eval))
-    return "-".join(parts)
-
-
-def listing_digest(root: Path, folder: str) -> str:
-    """A cheap digest of a folder's image names, sizes and mtimes: changes when images change."""
-    digest = hashlib.sha256()
-    base = root / folder
-    if base.is_dir():
-        for relative in list_images(root, folder):
-            stat = (root / relative).stat()
-            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-class FileHasher:
-    """Content hashes with a memo keyed by (path, size, mtime): unchanged files are not reread."""
-
-    def __init__(self, cache_dir: Path, workers: int = 4):
-        self.memo_path = Path(cache_dir) / "file_hashes.jsonl"
-        self.workers = max(1, workers)
-        self._memo: dict[str, tuple[int, int, str]] | None = None
-
-    def _load(self) -> dict[str, tuple[int, int, str]]:
-        if self._memo is None:
-            self._memo = {r["p"]: (r["s"], r["m"], r["h"]) for r in read_log(self.memo_path)}
-        return self._memo
-
-    def hash(self, paths: Sequence[Path]) -> list[str]:
-        """Content hash of each path (files must exist)."""
-        memo = self._load()
-        keys = [str(Path(path).resolve()) for path in paths]
-        stats = [os.stat(key) for key in keys]
-        todo = [i for i, (key, stat) in enumerate(zip(keys, stats))
-                if memo.get(key, (None, None))[:2] != (stat.st_size, stat.st_mtime_ns)]
-        if todo:
-            with ThreadPoolExecutor(self.workers) as pool:  # hashlib releases the GIL on big reads
-                hashes = list(tqdm(pool.map(content_hash, [Path(keys[i]) for i in todo]),
-                                   total=len(todo), desc="hashing", unit="file",
-                                   disable=len(todo) < 1000))
-            self.memo_path.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(self.memo_path) + ".lock"):
-                repair_log(self.memo_path)
-                with self.memo_path.open("a", encoding="utf-8") as handle:
-                    for i, file_hash in zip(todo, hashes):
-                        entry = (stats[i].st_size, stats[i].st_mtime_ns, file_hash)
-                        memo[keys[i]] = entry
-                        handle.write(json.dumps({"p": keys[i], "s": entry[0], "m": entry[1],
-                                                 "h": file_hash}) + "\n")
-                    handle.flush()
-                    os.fsync(handle.fileno())
-        return [memo[key][2] for key in keys]
-
-
-def _write_npy(path: Path, array: np.ndarray) -> None:
+def write_npy(path: Path, array: np.ndarray) -> None:
     with atomic_writer(path, "wb") as handle:
         np.save(handle, array)
 
@@ -170,8 +73,9 @@ class EmbeddingStore:
     def shard_path(self, shard_id: int) -> Path:
         return self.directory / f"{self.shards[shard_id]}.npy"
 
-    def add(self, paths: Sequence[Path], hashes: Sequence[str], label: str = "embedding") -> dict:
-        """Embed the files whose hash is neither embedded nor known unreadable; returns counts."""
+    def add(self, paths: Sequence, hashes: Sequence[str], label: str = "embedding") -> dict:
+        """Embed the images (paths, or pool items with read_bytes()) whose hash is neither
+        embedded nor known unreadable; returns counts."""
         shard_ids, _ = self.locate(hashes)
         todo, seen = [], set()
         for i, file_hash in enumerate(hashes):
@@ -181,11 +85,11 @@ class EmbeddingStore:
         if todo:
             log.info("%s: %d new images to embed with %s (%d already cached)",
                      label, len(todo), self.encoder.key, len(hashes) - len(todo))
-            self._embed([Path(paths[i]) for i in todo], [hashes[i] for i in todo], label)
+            self._embed([paths[i] for i in todo], [hashes[i] for i in todo], label)
             self.refresh()
         return {"embedded": len(todo), "cached": len(hashes) - len(todo)}
 
-    def _embed(self, paths: list[Path], hashes: list[str], label: str) -> None:
+    def _embed(self, paths: list, hashes: list[str], label: str) -> None:
         rows, keys, failed = [], [], {}
         bar = tqdm(total=len(paths), desc=label, unit="img", disable=len(paths) < 256)
 
@@ -194,9 +98,9 @@ class EmbeddingStore:
                 return
             name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
             embeddings = np.concatenate(rows) if rows else np.zeros((0, 0))
-            _write_npy(self.directory / f"{name}.npy", embeddings.astype(np.float16))
+            write_npy(self.directory / f"{name}.npy", embeddings.astype(np.float16))
             write_json(self.directory / f"{name}.failed.json", failed)
-            _write_npy(self.directory / f"{name}.keys.npy", np.asarray(keys, dtype=HASH_DTYPE))
+            write_npy(self.directory / f"{name}.keys.npy", np.asarray(keys, dtype=HASH_DTYPE))
             rows.clear(), keys.clear(), failed.clear()
 
         for indices, embeddings, unreadable in self.encoder.iter_image_embeddings(paths):
