@@ -7,7 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import compose_config
+import pytest
+from conftest import CONF_DIR, compose_config
+from hydra.errors import ConfigCompositionException
 
 # what a user writes in my_conf/experiment/: the packaged demo, three in-context examples, fewer items
 USER_EXPERIMENT = """\
@@ -35,6 +37,29 @@ def test_user_experiment_composes_over_the_packaged_groups(tmp_path):
     assert (cfg.name, cfg.total_gen, cfg.icl.num_examples) == ("my_charts", 24, 3)
     assert cfg.dataset.name == "demo" and cfg.caps_per_image.num_captions == 3  # from the demo
     assert cfg.hydra.run.dir == "outputs/my_charts"
+
+
+def user_dataset(conf: Path, extra: str = "") -> None:
+    """my_conf/dataset/my_charts.yaml: the packaged demo domain under the user's own name."""
+    packaged = (Path(CONF_DIR) / "dataset" / "demo.yaml").read_text()
+    (conf / "dataset").mkdir()
+    (conf / "dataset" / "my_charts.yaml").write_text(
+        packaged.replace("name: demo", "name: my_charts", 1) + extra)
+
+
+def test_user_group_option_composes_and_is_checked_against_the_schema(tmp_path):
+    def compose_with(conf: Path):
+        return compose_config(["+experiment=my_charts", "dataset=my_charts",
+                               f"hydra.searchpath=[file://{conf}]"])
+
+    good = user_conf(tmp_path / "good")
+    user_dataset(good)
+    assert compose_with(good).dataset.name == "my_charts"
+    typo = user_conf(tmp_path / "typo")
+    user_dataset(typo, extra="keywrods: [bar chart]\n")
+    with pytest.raises(ConfigCompositionException, match="Key 'keywrods' not in") as caught:
+        compose_with(typo)
+    assert "dataset/my_charts" in str(caught.value)  # names the user's file
 
 
 def test_user_experiment_runs_from_its_own_folder(tmp_path, demo_root):
