@@ -27,7 +27,6 @@ if TYPE_CHECKING:  # any object with the clip config's attributes works (benchma
 
 log = logging.getLogger(__name__)
 
-TINY_ARCH = "mmgen-tiny-clip"
 DRAFT_FACTOR = 2  # images decode shrunk to this x the model input (JPEGs 2-4x faster)
 DECODE = f"mmgen.imageio; JPEG draft; longer side <= {DRAFT_FACTOR}x input"  # in the cache key
 
@@ -45,11 +44,10 @@ def resolve_device(device: str) -> str:
 
 def resolve_weights(clip_cfg: DictConfig) -> str | None:
     """The `pretrained` argument for open_clip: a tag, a checkpoint path, or the tiny checkpoint."""
-    if clip_cfg.arch == TINY_ARCH:
-        from mmgen.demo.tiny_clip import register  # adds the model config to open_clip
+    if clip_cfg.setup:  # a custom architecture: the hook adds it and names its checkpoint
+        from mmgen.stages import call
 
-        checkpoint = register()
-        return clip_cfg.pretrained or checkpoint
+        return clip_cfg.pretrained or call(clip_cfg.setup)
     return clip_cfg.pretrained
 
 

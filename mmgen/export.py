@@ -44,6 +44,11 @@ def run(cfg: DictConfig) -> Path:
     return runner.run(cfg, "export")
 
 
+def outputs(cfg: DictConfig) -> tuple[str, ...]:
+    """For the runner: the files this format writes."""
+    return (f"export/{MAIN_OUTPUT[str(cfg.export.format)]}", "export/manifest.json")
+
+
 def compute(cfg: DictConfig, out: Path) -> dict:
     """Write <out>/export/ (cheap, and hf is a folder: made in out_dir, not the shared cache)."""
     return export(cfg, out / "export")

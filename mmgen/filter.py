@@ -44,7 +44,7 @@ from mmgen.errors import StageStop
 from mmgen.runner import fingerprint
 from mmgen.scoring import build_scorer
 from mmgen.scoring.checks import CHECK_NAMES, apply_checks
-from mmgen.stage import launch, out_dir
+from mmgen.stage import file_digests, launch, out_dir
 
 log = logging.getLogger(__name__)
 SELECTIONS = ("high", "low", "random")
@@ -65,6 +65,11 @@ def score_own_shard(cfg: DictConfig) -> None:
     if merged_shard_scores(cfg, passed) is None:
         raise StageStop(f"filter: shard {cfg.shard.index} of {cfg.shard.count} scored; the run "
                         "that finds every shard merges them")
+
+
+def input_digests(cfg: DictConfig) -> dict[str, str]:
+    """For the runner: data.json, which a resumed generate can grow under the same config."""
+    return file_digests([out_dir(cfg) / "data.json"])
 
 
 def validate(cfg: DictConfig) -> None:

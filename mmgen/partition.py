@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from mmgen import CONF_DIR, runner
 from mmgen.contracts import ContractError, load_reference, load_task, sample_image_path, write_task
-from mmgen.stage import launch
+from mmgen.stage import file_digests, launch
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,19 @@ def run(cfg: DictConfig) -> Path:
     return runner.run(cfg, "partition")
 
 
+def input_digests(cfg: DictConfig) -> dict[str, str]:
+    """For the runner: digests of the files the partition reads."""
+    return file_digests(input_files(cfg))
+
+
 def input_files(cfg: DictConfig) -> list[Path]:
     """What the partition reads beyond the config: the reference set, its images, the task
     file, a local CLIP checkpoint (replacing any of them under the same name invalidates it)."""
     root = Path(cfg.dataset.root)
     source = Path(cfg.task_file) if cfg.task_file else root / cfg.dataset.reference
-    files = [source] + [Path(path) for path in (cfg.clip.pretrained,) if path]
+    from mmgen.clip import resolve_weights  # the checkpoint actually loaded, the demo's included
+
+    files = [source] + [Path(path) for path in (resolve_weights(cfg.clip),) if path]
     if source.is_file():
         try:
             reference = load_task(source) if cfg.task_file else load_reference(source)

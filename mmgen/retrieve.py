@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from mmgen import CONF_DIR, runner
 from mmgen.contracts import load_reference, load_task, sample_image_path, write_task
-from mmgen.errors import StageStop
+from mmgen.errors import StageStop, UserError
 from mmgen.pool import place_candidates
 from mmgen.stage import launch, out_dir, update_stats
 from mmgen.topk import select_top_k, subgroup_quotas
@@ -42,6 +42,16 @@ def _tools(cfg: DictConfig):
     encoder = ClipEncoder(cfg.clip)
     hasher = FileHasher(cfg.paths.cache_dir, cfg.clip.num_workers)
     return encoder, hasher, EmbeddingStore(cfg.paths.cache_dir, encoder)
+
+
+def input_digests(cfg: DictConfig) -> dict[str, str]:
+    """For the runner: the pool's listing and the eval set (what retrieval reads)."""
+    from mmgen.pool import retrieval_inputs_digest
+
+    try:
+        return {"pool": retrieval_inputs_digest(cfg)}
+    except UserError:  # no pool: fine for a task file with candidates; compute says if not
+        return {"pool": "absent"}
 
 
 def embed_shard(cfg: DictConfig) -> None:

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from mmgen.contracts import read_json, write_json
 from mmgen.errors import UserError
 from mmgen.stage import MARKER_DIR, file_digest, out_dir, update_stats
-from mmgen.stages import RUNTIME_KEYS, STAGES, Stage, plan
+from mmgen.stages import RUNTIME_KEYS, STAGES, Stage, call, plan
 
 log = logging.getLogger(__name__)
 TEMP_SUFFIXES = (".tmp", ".placing", ".partial-write")  # left behind by a killed write
@@ -44,12 +44,6 @@ def run(cfg: DictConfig, target: str) -> Path:
     for name in stages:
         _run_stage(cfg, STAGES[name], fingerprints)
     return out_dir(cfg)
-
-
-def call(reference: str, *args):
-    """Call a "module:function" reference."""
-    module, _, function = reference.partition(":")
-    return getattr(importlib.import_module(module), function)(*args)
 
 
 def ensure_dataset(cfg: DictConfig) -> None:
@@ -114,7 +108,7 @@ def fingerprint(cfg: DictConfig, name: str, memo: dict[str, str] | None = None) 
             "code": code_digest(stage),
             "upstream": {up: fingerprint(cfg, up, memo) for up in stage.upstream_of(cfg)},
             "config": {key: _config_value(cfg, key) for key in stage.keys},
-            "inputs": stage.inputs(cfg) if stage.inputs else {},
+            "inputs": call(stage.inputs, cfg) if stage.inputs else {},
         }
         encoded = json.dumps(payload, sort_keys=True, default=str).encode()
         memo[name] = hashlib.sha256(encoded).hexdigest()[:16]

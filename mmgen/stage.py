@@ -50,6 +50,11 @@ def file_digest(path: Path) -> str:
     return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
+def file_digests(paths: list[Path]) -> dict[str, str]:
+    """Content digests of the files that exist among `paths`, by path."""
+    return {str(path): file_digest(path) for path in paths if path.is_file()}
+
+
 def out_dir(cfg: DictConfig) -> Path:
     """This experiment's output folder, created on first use."""
     path = Path(cfg.paths.out_dir)
@@ -82,4 +87,11 @@ def launch(hydra_entry: Callable[[], None]) -> None:
     the choice makes it the option name the user meant.
     """
     sys.argv = [sys.argv[0]] + [_quote_numeric_choice(arg) for arg in sys.argv[1:]]
-    hydra_entry()
+    from mmgen.errors import guard
+    from mmgen.vlm.secrets import refuse_keys_in_overrides
+
+    def checked_entry() -> None:
+        refuse_keys_in_overrides(sys.argv[1:])  # before Hydra saves them in .hydra/
+        hydra_entry()
+
+    guard(checked_entry)  # user errors: one message, no traceback (HYDRA_FULL_ERROR=1 shows it)

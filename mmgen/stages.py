@@ -5,80 +5,50 @@ Adding a stage means adding one `Stage(...)` here and a module with `compute(cfg
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from omegaconf import DictConfig
 
 Names = tuple[str, ...]
 
 
+def call(reference: str, *args):
+    """Call a "module:function" reference (stages name their code; nothing is imported here)."""
+    module, _, function = reference.partition(":")
+    return getattr(importlib.import_module(module), function)(*args)
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One stage of the method, as the runner sees it."""
+    """One stage of the method, as the runner sees it. Code is named as "module:function"."""
 
     name: str
-    compute: str  # "module:function"; compute(cfg, work_dir) writes the outputs, returns stats
-    outputs: Names | Callable[[DictConfig], Names]  # paths it leaves in out_dir
+    compute: str  # compute(cfg, work_dir) writes the outputs into work_dir, returns stats
+    outputs: Names | str  # paths it leaves in out_dir, or a function of cfg giving them
     keys: Names = ()  # config keys whose values shape the result (runtime keys are dropped)
-    upstream: Names | Callable[[DictConfig], Names] = ()  # stages whose results it reads
-    inputs: Callable[[DictConfig], dict[str, str]] | None = None  # digests of what it reads
-    #                                                              beyond the config
+    upstream: Names | str = ()  # stages whose results it reads, or a function of cfg
+    inputs: str | None = None  # function of cfg: digests of what it reads beyond the config
     shared: bool = True  # cached under its fingerprint in paths.cache_dir, shared by experiments
-    validate: Names = ()  # "module:function"s run before any stage: checks needing no results
-    before: str | None = None  # "module:function" run first; may do a shard's slice and stop
-    complete: str | None = None  # "module:function" -> bool: False forces a rerun (work left)
+    validate: Names = ()  # run before any stage: checks that need no upstream result
+    before: str | None = None  # run first; may do a shard job's slice and stop (StageStop)
+    complete: str | None = None  # -> bool; False forces a rerun (work is left)
     version: int = 1  # bump by hand when the code changes what the stage computes
     code: Names = field(default=())  # further modules whose source shapes the result
 
     def upstream_of(self, cfg: DictConfig) -> Names:
-        return self.upstream(cfg) if callable(self.upstream) else self.upstream
+        return tuple(call(self.upstream, cfg)) if isinstance(self.upstream, str) else self.upstream
 
     def outputs_of(self, cfg: DictConfig) -> Names:
-        return self.outputs(cfg) if callable(self.outputs) else self.outputs
-
-
-def file_digests(paths: list[Path]) -> dict[str, str]:
-    """Content digests of the files that exist among `paths` (read once per process)."""
-    from mmgen.stage import file_digest
-
-    return {str(path): file_digest(path) for path in paths if path.is_file()}
-
-
-def _partition_inputs(cfg: DictConfig) -> dict[str, str]:
-    from mmgen.partition import input_files
-
-    return file_digests(input_files(cfg))
-
-
-def _retrieve_inputs(cfg: DictConfig) -> dict[str, str]:
-    from mmgen.errors import UserError
-    from mmgen.pool import retrieval_inputs_digest  # the pool by listing, the eval set by content
-
-    try:
-        return {"pool": retrieval_inputs_digest(cfg)}
-    except UserError:  # no pool: fine for a task file with candidates; retrieve says if not
-        return {"pool": "absent"}
-
-
-def _filter_inputs(cfg: DictConfig) -> dict[str, str]:
-    # generate is resumable, so data.json can grow under the same config
-    return file_digests([Path(cfg.paths.out_dir) / "data.json"])
-
-
-def _export_outputs(cfg: DictConfig) -> Names:
-    from mmgen.export import MAIN_OUTPUT
-
-    return (f"export/{MAIN_OUTPUT[str(cfg.export.format)]}", "export/manifest.json")
+        return tuple(call(self.outputs, cfg)) if isinstance(self.outputs, str) else self.outputs
 
 
 STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     Stage("partition", "mmgen.partition:compute", ("task.json", "partition.json"),
-          keys=("dataset", "clip", "refset", "seed", "task_file"), inputs=_partition_inputs,
+          keys=("dataset", "clip", "refset", "seed", "task_file"), inputs="mmgen.partition:input_digests",
           code=("mmgen.clip",)),
     Stage("retrieve", "mmgen.retrieve:compute", ("task.json",), upstream=("partition",),
-          keys=("retrieval", "caps_per_image", "total_gen"), inputs=_retrieve_inputs,
+          keys=("retrieval", "caps_per_image", "total_gen"), inputs="mmgen.retrieve:input_digests",
           before="mmgen.retrieve:embed_shard", code=("mmgen.retrievers", "mmgen.topk")),
     Stage("prompts", "mmgen.prompts:compute", ("prompts.jsonl",), upstream=("retrieve",),
           keys=("mode", "icl", "total_gen", "min_gen_per_candidate", "seed",
@@ -91,10 +61,11 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           validate=("mmgen.vlm.client:validate",)),
     # filter.batch_size and filter.device only change speed, so they are left out
     Stage("filter", "mmgen.filter:compute", ("filtered.json", "scores.jsonl"),
-          upstream=("generate",), inputs=_filter_inputs, before="mmgen.filter:score_own_shard",
+          upstream=("generate",), inputs="mmgen.filter:input_digests",
+          before="mmgen.filter:score_own_shard",
           keys=("filter.scorer", "filter.checks", "filter.keep_fraction", "filter.select",
                 "seed"), validate=("mmgen.filter:validate",), code=("mmgen.scoring.checks",)),
-    Stage("export", "mmgen.export:compute", _export_outputs, upstream=("filter",),
+    Stage("export", "mmgen.export:compute", "mmgen.export:outputs", upstream=("filter",),
           keys=("export",), shared=False),
     Stage("report", "mmgen.report:compute", ("report.html",), upstream=("export",),
           keys=("report",), shared=False, code=("mmgen.report_sections",)),

@@ -3,7 +3,8 @@
 Every drawer takes a `random.Random` and returns `(image, entry)` where `entry` is the truth
 record `{"kind", "title", "data"}` stored in truth.json. Every number a question can ask about is
 printed on the chart, so answers computed from `entry` are readable from the image.
-Distractor drawers (map, shapes, noise, table) live in `mmgen.demo.distractors`.
+Distractor drawers (map, shapes, noise, table) live in `mmgen.demo.distractors`; `mmgen.demo.kinds.draw`
+draws any kind.
 """
 from __future__ import annotations
 
@@ -248,15 +249,3 @@ def draw_line(rng: random.Random) -> tuple[Image.Image, dict]:
     if names[0]:
         data["series"] = [{"name": name, "values": values} for name, values in zip(names, series)]
     return image, {"kind": "line", "title": title, "data": data}
-
-
-def draw(kind: str, rng: random.Random) -> tuple[Image.Image, dict]:
-    """Draw one image of `kind` (a chart or a distractor) and its truth entry."""
-    from mmgen.demo import distractors  # distractors reuse this module's helpers
-
-    drawers = {"bar": draw_bar, "pie": draw_pie, "line": draw_line, "map": distractors.draw_map,
-               "shapes": distractors.draw_shapes, "noise": distractors.draw_noise,
-               "table": distractors.draw_table}
-    if kind not in drawers:
-        raise ValueError(f"unknown demo image kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return drawers[kind](rng)

@@ -205,7 +205,7 @@ def compose_reply(body: bytes, index: ImageIndex) -> tuple[str, int]:
 
 
 def _reply_text(texts: list[str], urls: list[str], index: ImageIndex) -> str:
-    from mmgen.demo import charts  # drawing code loads only when a reply needs it
+    from mmgen.demo import charts, kinds  # drawing code loads only when a reply needs it
 
     path = index.recognise_url(urls[-1]) if urls else None  # the candidate is the last image
     if urls and path is None:
@@ -217,7 +217,7 @@ def _reply_text(texts: list[str], urls: list[str], index: ImageIndex) -> str:
         return charts.describe(entry) if entry else NO_IMAGE_ANSWER
     count, keys = wanted
     if entry is None:  # text-only prompt: imagine a chart, describe it in I, ask about it
-        entry = charts.draw(rng.choice(charts.CHART_KINDS), rng)[1]
+        entry = kinds.draw(rng.choice(charts.CHART_KINDS), rng)[1]
     description = charts.describe(entry)
     if keys == ["A"]:  # answer-only modes ask for what the image shows
         return json.dumps([{"A": description}] * count, ensure_ascii=False)

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from mmgen.demo.charts import KINDS, draw
+from mmgen.demo.charts import KINDS
+from mmgen.demo.kinds import draw
 from mmgen.demo.tiny_clip import (
     CHECKPOINT_PATH,
     KIND_KEYWORDS,

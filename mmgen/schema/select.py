@@ -9,6 +9,9 @@ from mmgen.schema.choices import Device, Refset
 @dataclass
 class ClipConfig:
     arch: str = MISSING  # open_clip architecture name, e.g. ViT-B-32, or mmgen-tiny-clip
+    # "module:function" run before loading a custom architecture: it adds the model config to
+    # open_clip and returns its default checkpoint (the demo's tiny CLIP); null for open_clip's own
+    setup: str | None = MISSING
     pretrained: str | None = MISSING  # open_clip pretrained tag or a local checkpoint path
     device: Device = MISSING  # auto (cuda when available) | cpu | cuda
     fp16_on_cuda: bool = MISSING  # run the model in float16 when on a GPU

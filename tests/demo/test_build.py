@@ -19,7 +19,8 @@ from PIL import Image
 import mmgen.demo.build as build_module
 from mmgen.contracts import load_reference
 from mmgen.demo import build_demo, ensure_demo_data
-from mmgen.demo.charts import CHART_KINDS, DISTRACTOR_KINDS, KINDS, describe, draw, make_qa
+from mmgen.demo.charts import CHART_KINDS, DISTRACTOR_KINDS, KINDS, describe, make_qa
+from mmgen.demo.kinds import draw
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = {"reference": {"bar": 2, "line": 2, "pie": 2}, "eval": {"bar": 1, "line": 1, "pie": 1},
@@ -53,7 +54,21 @@ def test_counts_and_kinds(demo):
     assert all(re.fullmatch(r"pool/img_\d{5}\.png", path) for path in pool)  # names hide the kind
     evaluation = load_reference(demo / "eval.json")
     eval_images = {s["image_1"] for s in evaluation["samples"]}
-    assert 25 <= len(eval_images) <= 40 and all(p.startswith("eval/") for p in eval_images)
+    assert len(evaluation["samples"]) >= 300 and len(eval_images) >= 100
+    assert all(p.startswith("eval/") for p in eval_images)
+    training = load_reference(demo / "train.json")
+    train_images = {s["image_1"] for s in training["samples"]}
+    assert len(training["samples"]) >= 300 and all(p.startswith("train/") for p in train_images)
+    assert set(Counter(truth[p]["kind"] for p in train_images)) == set(CHART_KINDS)
+
+
+def test_training_charts_are_new_pictures(demo):
+    """The skyline's charts repeat no reference, eval or pool image, byte for byte."""
+    digests = {}
+    for path in sorted(demo.rglob("*.png")):
+        digests.setdefault(path.read_bytes(), []).append(path.parent.name)
+    assert not [folders for folders in digests.values()
+                if "train" in folders and len(folders) > 1]
 
 
 def test_truth_covers_every_image_written(demo):
@@ -160,7 +175,7 @@ def test_same_seed_same_bytes_other_seed_differs(demo, tmp_path):
     build_demo(first, seed=0, counts=SMALL)
     build_demo(again, seed=0, counts=SMALL)
     files = sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file())
-    assert len(files) == 6 + 3 + 7 + 3
+    assert len(files) == 6 + 3 + 7 + 4  # images, then reference, eval, train and truth json
     for name in files:
         assert (again / name).read_bytes() == (first / name).read_bytes(), name
     # an image depends only on the seed and its name, not on how many others were drawn
@@ -182,14 +197,17 @@ def test_cli_app_writes_the_files_and_nothing_in_the_cwd(tmp_path):
     data_dir, cwd = tmp_path / "data", tmp_path / "cwd"
     cwd.mkdir()
     small = ["counts.reference={bar:2,line:1,pie:1}", "counts.eval={bar:1}",
-             "counts.pool={bar:2,pie:1,line:1,map:1,shapes:1,noise:1,table:1}"]
+             "counts.pool={bar:2,pie:1,line:1,map:1,shapes:1,noise:1,table:1}",
+             "counts.train={line:1}"]
     result = subprocess.run([sys.executable, "-m", "mmgen.demo", f"data_dir={data_dir}", "seed=3",
                              *small], cwd=cwd, capture_output=True, text=True, timeout=120,
                             check=False)
     assert result.returncode == 0, result.stderr
     assert "reference.json (4 samples)" in result.stdout + result.stderr
-    assert sorted(p.name for p in data_dir.iterdir()) == ["eval", "eval.json", "pool", "reference",
-                                                         "reference.json", "truth.json"]
+    assert sorted(p.name for p in data_dir.iterdir()) == [
+        "eval", "eval.json", "pool", "reference", "reference.json", "train", "train.json",
+        "truth.json"]
+    assert len(json.loads((data_dir / "train.json").read_text())["samples"]) == 2
     assert len(list((data_dir / "pool").glob("*.png"))) == 8
     assert list(cwd.iterdir()) == []
 
@@ -227,3 +245,11 @@ def test_ensure_demo_data_builds_once_under_concurrency(tmp_path, monkeypatch):
     assert (tmp_path / "d" / "reference.json").is_file()
     ensure_demo_data(tmp_path / "d")
     assert calls == [0]
+
+
+def test_ensure_demo_data_rebuilds_a_build_older_than_the_training_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_module, "DEFAULT_COUNTS", SMALL)
+    build_demo(tmp_path, seed=0, counts=SMALL)
+    (tmp_path / "train.json").unlink()  # what a build from before train.json left
+    ensure_demo_data(tmp_path)
+    assert load_reference(tmp_path / "train.json")["samples"] == []  # SMALL has no train split
