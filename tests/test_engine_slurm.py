@@ -27,7 +27,7 @@ def need_slurm() -> None:
         problem = "no Slurm client (sinfo) on PATH"
     else:
         states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
-                                timeout=30).stdout.split()
+                                timeout=30, check=False).stdout.split()
         if not {"idle", "mix", "alloc"} & set(states):
             problem = f"no Slurm node is up (sinfo states: {states or 'none'})"
     try:
@@ -45,7 +45,7 @@ def need_slurm() -> None:
 def retrieve(*overrides: str, cwd: Path) -> None:
     command = [sys.executable, "-m", "mmgen.retrieve", *overrides]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True,
-                          timeout=STEP_TIMEOUT_S)
+                          timeout=STEP_TIMEOUT_S, check=False)
     assert done.returncode == 0, f"{' '.join(command)}\n{done.stdout[-2000:]}{done.stderr[-4000:]}"
 
 
