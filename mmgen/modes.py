@@ -4,9 +4,18 @@ samples each item becomes. The wording lives in conf/mode/<name>.yaml; this modu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from omegaconf import DictConfig
+
+IMAGE_TAG = "<image>"  # the image placeholder of LLaVA, LLaMA-Factory and the HF export
+# text a training template reads as a token rather than words: image/video/audio placeholders,
+# Qwen-style <|...|> markers, Llama's <s> </s>; the teacher must never write them
+SPECIAL_TAG = re.compile(
+    r"<\|[^<>|]*\|>|</?(?:image|img|video|audio)(?:[ _]?\d+)?>|</?s>|<unk>|<pad>", re.IGNORECASE
+)
+_IMAGE_TAG_AND_SPACE = re.compile(re.escape(IMAGE_TAG) + r"[ \t]*\n?")
 
 
 def reply_format(keys, n: int) -> str:
@@ -62,6 +71,10 @@ def validate_items(mode_cfg: DictConfig | Mapping, items) -> list[dict]:
                 raise ValueError(f"{where}: expected a string, got {got}")  # noqa: TRY004
             if not value.strip():
                 raise ValueError(f"{where}: is empty")
+            tag = SPECIAL_TAG.search(value)
+            if tag:  # a second <image> misaligns LLaVA and stops LLaMA-Factory's whole dataset
+                raise ValueError(f"{where}: contains {tag.group()!r}, a special token of the "
+                                 "training templates; write the text without it")
         checked.append({key: item[key].strip() for key in keys})
     return checked
 
@@ -94,3 +107,21 @@ def training_conversations(mode_cfg: DictConfig | Mapping, item: Mapping,
             {"from": "gpt", "value": _fill(template["gpt"], fields)},
         ])
     return conversations
+
+
+def strip_image_tags(text: str) -> str:
+    """`text` without its `<image>` tags (and the space or newline after each)."""
+    return _IMAGE_TAG_AND_SPACE.sub("", text).strip()
+
+
+def place_image_tag(conversation: list[dict], has_image: bool) -> list[dict]:
+    """The turns with every `<image>` removed, then one leading the first human turn if the
+    sample has an image: as many tags as images, where LLaVA and LLaMA-Factory expect it."""
+    turns = [dict(turn, value=strip_image_tags(turn["value"])) if IMAGE_TAG in turn["value"]
+             else dict(turn) for turn in conversation]
+    if has_image:
+        first_human = next((i for i, turn in enumerate(turns) if turn["from"] == "human"), None)
+        if first_human is None:
+            raise ValueError("a sample with an image needs a human turn to carry its <image> tag")
+        turns[first_human]["value"] = f"{IMAGE_TAG}\n{turns[first_human]['value']}"
+    return turns

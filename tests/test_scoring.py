@@ -1,6 +1,7 @@
 """Scorers and cheap checks: the Hugging Face path on a tiny LLaVA built offline, and the rules."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,127 @@ def test_unknown_model_class_names_the_key(tiny_llava, image_root):
         scorer.score(SAMPLES[:1], image_root)
     with pytest.raises(ValueError, match="filter.scorer.model is empty"):
         HFScorer(model=None)
+
+
+# ---------------------------------------------------------------- checkpoint checks
+
+
+@pytest.fixture
+def no_hub(monkeypatch):
+    """A hub request fails the test: these checks must decide from the disk and the cache."""
+    from huggingface_hub import HfApi
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the check asked the Hugging Face hub")
+    monkeypatch.setattr(HfApi, "model_info", refuse)
+
+
+def text_only_model(folder: Path) -> Path:
+    """A folder holding a Llama causal LM's config: a real model type, but not a VLM."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=32).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("model, message", [
+    ("/no/such/llava-folder", "folder not found"),
+    ("./models/llava", "folder not found"),
+    ("~/no-such-models/llava", "folder not found"),
+])
+def test_a_missing_model_folder_fails_before_any_stage_without_the_network(
+        make_config, no_hub, model, message):
+    from mmgen.errors import UserError
+    from mmgen.scoring import validate
+
+    cfg = make_config("filter=llava_1_5_7b", f"filter.scorer.model='{model}'")
+    with pytest.raises(UserError, match=f"filter.scorer.model '{re.escape(model)}': {message}"):
+        validate(cfg)
+
+
+def test_a_hub_shaped_missing_path_is_checked_once_not_retried(make_config, monkeypatch):
+    """"models/llava" could be a folder or a hub id: offline, the cache decides; online, one
+    request with a short timeout, where from_pretrained would retry for minutes."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from mmgen.errors import UserError
+    from mmgen.scoring import validate
+
+    cfg = make_config("filter=llava_1_5_7b", "filter.scorer.model=models/llava")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(Path(cfg.paths.out_dir) / "hub-cache"))
+    with pytest.raises(UserError, match="folder not found, and with HF_HUB_OFFLINE set"):
+        validate(cfg)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    requests = []
+
+    def not_found(self, repo_id, timeout=None, **kwargs):
+        requests.append((repo_id, timeout))
+        error = RepositoryNotFoundError.__new__(RepositoryNotFoundError)  # its __init__ wants
+        Exception.__init__(error, "404 Repository Not Found")  # an HTTP response, per version
+        raise error
+    monkeypatch.setattr(HfApi, "model_info", not_found)
+    with pytest.raises(UserError, match="no such model on the Hugging Face hub"):
+        validate(cfg)
+    assert requests == [("models/llava", 10)]
+
+
+def test_a_text_only_model_is_not_a_vision_language_model(make_config, no_hub, tmp_path):
+    from mmgen.errors import UserError
+    from mmgen.scoring import validate
+
+    folder = text_only_model(tmp_path / "tiny_llama")
+    cfg = make_config("filter=llava_1_5_7b", f"filter.scorer.model={folder}")
+    with pytest.raises(UserError, match=r"not a vision-language model \(config class "
+                                        r"LlamaConfig\); use one of .*llava.*qwen2_vl"):
+        validate(cfg)
+    (tmp_path / "empty").mkdir()
+    cfg = make_config("filter=llava_1_5_7b", f"filter.scorer.model={tmp_path / 'empty'}")
+    with pytest.raises(UserError, match="has no config.json"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("model_fixture, option", [("tiny_llava", "llava_1_5_7b"),
+                                                   ("tiny_qwen2_vl", "qwen2_vl_2b")])
+def test_a_hf_folder_given_to_the_demo_scorer_names_the_filter_option(
+        request, make_config, no_hub, model_fixture, option):
+    from mmgen.errors import UserError
+    from mmgen.scoring import validate
+
+    folder = request.getfixturevalue(model_fixture)
+    cfg = make_config(f"filter.scorer.model={folder}")  # filter=default: the demo scorer
+    with pytest.raises(UserError, match=f"did you mean `filter={option}`"):
+        validate(cfg)
+    validate(make_config(f"filter={option}", f"filter.scorer.model={folder}"))  # the fix works
+
+
+def test_bad_class_and_adapter_are_named(make_config, no_hub, tiny_llava, tmp_path):
+    from mmgen.errors import UserError
+    from mmgen.scoring import validate
+
+    base = ("filter=llava_1_5_7b", f"filter.scorer.model={tiny_llava}")
+    with pytest.raises(UserError, match="filter.scorer.model_class 'NoSuchModelClass'"):
+        validate(make_config(*base, "+filter.scorer.model_class=NoSuchModelClass"))
+    with pytest.raises(UserError, match="filter.scorer.adapter '/no/adapter': folder not found"):
+        validate(make_config(*base, "filter.scorer.adapter=/no/adapter"))
+    with pytest.raises(UserError, match="has no adapter_config.json"):
+        validate(make_config(*base, f"filter.scorer.adapter={tmp_path}"))
+
+
+def test_a_run_that_never_scored_leaves_no_partial_file(make_config, tmp_path, image_root):
+    """The model fails to load: no header-only .partial is left to look like progress."""
+    from mmgen import filter as filter_stage
+    from mmgen.contracts import write_dataset
+
+    out = tmp_path / "out"
+    write_dataset(out / "data.json", {"image_folder": str(image_root), "samples": SAMPLES})
+    cfg = make_config("filter=llava_1_5_7b", f"filter.scorer.model={tmp_path / 'gone'}",
+                      "filter.device=cpu", out_dir=out)
+    with pytest.raises(ValueError, match="folder not found"):
+        filter_stage.score_shard(cfg, SAMPLES, 0, 1)
+    assert sorted(p.name for p in out.iterdir()) == ["data.json"]
 
 
 # ---------------------------------------------------------------- cheap checks

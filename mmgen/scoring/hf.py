@@ -1,8 +1,16 @@
 """Score samples with any Hugging Face image-text-to-text model (LLaVA, Qwen2-VL, Idefics...).
 
-Needs the `filter` extra (transformers, and peft for adapters). The prompt is the processor's
-chat template applied to one user turn (image + question) with the generation prompt added;
-the answer's tokens follow it, and only they count in the loss, as in supervised fine-tuning.
+Needs the `filter` extra (transformers, and peft for adapters). Each sample is rendered with the
+processor's chat template as one user turn (image + question) and one assistant turn (the
+answer), and tokenised as one text, as a fine-tuning run does; the first N tokens, N being the
+token count of the prompt (the user turn plus the generation prompt), are masked out. So the
+answer's tokens are the ones training sees: with a byte-level tokenizer and a prompt ending in
+`ASSISTANT:`, " Chess" is one token, where tokenising the answer alone would split "Chess".
+
+End of sequence counts: the loss covers the answer and the end-of-turn token the template puts
+after it (Qwen's `<|im_end|>`), or the tokenizer's end-of-sequence token when the template puts
+none (llava-hf's template; LLaVA's own fine-tuning ends every answer with `</s>`). These are
+the targets LLaVA and LLaMA-Factory train on, and the demo scorer scores its end mark too.
 """
 from __future__ import annotations
 
@@ -53,7 +61,14 @@ class HFScorer(Scorer):
             return
         import transformers
 
+        from mmgen.scoring.checkpoints import check_model_source
+
+        check_model_source(self.model_path, "filter.scorer.model")
+        check_model_source(self.processor_path, "filter.scorer.processor")
         self.processor = transformers.AutoProcessor.from_pretrained(self.processor_path)
+        # answers are found from the right end of each row's real tokens; right padding also
+        # keeps every row's positions as in an unpadded pass
+        self.tokenizer.padding_side = "right"
         model_class = transformers.AutoModelForImageTextToText
         if self.model_class:
             model_class = getattr(transformers, self.model_class, None)
@@ -72,14 +87,28 @@ class HFScorer(Scorer):
     def tokenizer(self):
         return getattr(self.processor, "tokenizer", self.processor)
 
-    def prompt_text(self, question: str, with_image: bool) -> str:
-        """The model's own rendering of one user turn, ending where the answer starts."""
-        if getattr(self.processor, "chat_template", None):
-            content = [{"type": "image"}] * with_image + [{"type": "text", "text": question}]
-            return self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
-        image_token = getattr(self.processor, "image_token", "<image>")
-        return (f"{image_token}\n" if with_image else "") + f"{question}\n"
+    def conversation_texts(self, question: str, answer: str, with_image: bool) -> tuple[str, str]:
+        """The prompt (ending where the answer starts) and the whole conversation, as text."""
+        eos = self.tokenizer.eos_token or ""
+        if not getattr(self.processor, "chat_template", None):
+            image_token = getattr(self.processor, "image_token", "<image>")
+            prompt = (f"{image_token}\n" if with_image else "") + f"{question}\n"
+            return prompt, prompt + answer + eos
+        user = {"role": "user", "content": [{"type": "image"}] * with_image
+                + [{"type": "text", "text": question}]}
+        assistant = {"role": "assistant", "content": [{"type": "text", "text": answer}]}
+        prompt = self.processor.apply_chat_template([user], tokenize=False,
+                                                    add_generation_prompt=True)
+        whole = self.processor.apply_chat_template([user, assistant], tokenize=False)
+        if not whole.startswith(prompt):
+            raise ValueError(f"{self.name}: the chat template renders the answer turn in a way "
+                             "that does not continue its generation prompt; score this model "
+                             "with a processor whose template does (filter.scorer.processor)")
+        # the turn's trailing whitespace is a separator no trainer scores
+        reply = whole[len(prompt):].rstrip()
+        if reply.endswith(answer.strip()):  # the template ends the turn with no token: add EOS
+            reply += eos
+        return prompt, prompt + reply
 
     def score(self, samples: Sequence[dict], image_root: str | Path) -> list[float]:
         """Mean answer-token loss per sample, batched; text-only samples are batched apart.
@@ -104,37 +133,26 @@ class HFScorer(Scorer):
         return [losses[i] for i in range(len(samples))]
 
     def encode(self, samples: Sequence[dict], image_root: str | Path) -> dict[str, torch.Tensor]:
-        """Model inputs for prompt + answer, right-padded, with `labels` masking all but answers."""
-        questions, answers = zip(*(prompt_and_answer(sample) for sample in samples))
+        """Model inputs for each whole conversation, padded, with `labels` masking the prompt."""
         with_image = bool(samples[0].get("image_1"))
-        texts = [self.prompt_text(question, with_image) for question in questions]
+        prompts, texts = zip(*(self.conversation_texts(*prompt_and_answer(sample), with_image)
+                               for sample in samples))
         images = ([load_image(image_root, s["image_1"], self.max_image_side) for s in samples]
                   if with_image else None)
-        prompt_inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
-        answer_ids = self.tokenizer(list(answers), add_special_tokens=False)["input_ids"]
-        prompt_ids = prompt_inputs.pop("input_ids")
-        prompt_mask = prompt_inputs.pop("attention_mask")
-        # per-token side inputs (e.g. token type ids) follow the ids; answer tokens get 0
-        per_token = {k: v for k, v in prompt_inputs.items()
-                     if torch.is_tensor(v) and v.shape[:2] == prompt_ids.shape}
-        rows: dict[str, list[torch.Tensor]] = {k: [] for k in ["input_ids", "labels", *per_token]}
-        for row, answer in enumerate(answer_ids):
-            keep = prompt_mask[row].bool()  # drops padding on whichever side the tokenizer pads
-            answer = torch.tensor(answer, dtype=prompt_ids.dtype)
-            prompt = prompt_ids[row][keep]
-            rows["input_ids"].append(torch.cat([prompt, answer]))
-            rows["labels"].append(torch.cat([torch.full_like(prompt, IGNORE_INDEX), answer]))
-            for key, values in per_token.items():
-                rows[key].append(torch.cat([values[row][keep], values.new_zeros(len(answer))]))
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        pad_values = {"input_ids": pad_id, "labels": IGNORE_INDEX}
-        inputs = {key: torch.nn.utils.rnn.pad_sequence(values, batch_first=True,
-                                                       padding_value=pad_values.get(key, 0))
-                  for key, values in rows.items()}
-        lengths = torch.tensor([len(ids) for ids in rows["input_ids"]])
-        inputs["attention_mask"] = (torch.arange(inputs["input_ids"].shape[1])[None, :]
-                                    < lengths[:, None]).long()
-        inputs.update({k: v for k, v in prompt_inputs.items() if k not in per_token})
+        inputs = dict(self.processor(text=list(texts), images=images, return_tensors="pt",
+                                     padding=True))
+        # the processor expands image placeholders inside the prompt only, so the tokens after
+        # the prompt are the same with or without expansion: count them on the plain text
+        count = self.tokenizer(list(prompts) + list(texts), add_special_tokens=False)["input_ids"]
+        labels = torch.full_like(inputs["input_ids"], IGNORE_INDEX)
+        for row, (prompt_ids, text_ids) in enumerate(zip(count[:len(texts)], count[len(texts):])):
+            answer_length = len(text_ids) - len(prompt_ids)
+            if answer_length <= 0:
+                raise ValueError(f"data.json sample '{samples[row].get('id')}': its answer has no "
+                                 "tokens; enable filter.checks.min_answer_chars")
+            positions = inputs["attention_mask"][row].nonzero().flatten()[-answer_length:]
+            labels[row, positions] = inputs["input_ids"][row, positions]
+        inputs["labels"] = labels
         return inputs
 
     def _to_device(self, value):

@@ -39,14 +39,15 @@ CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 400):
-    """A byte-level BPE tokenizer (GPT-2 style, prefix space) with LLaVA's special tokens."""
+def build_tokenizer(vocab_size: int = 400, prefix_space: bool = True):
+    """A byte-level BPE tokenizer with LLaVA's special tokens; `prefix_space=False` tokenises a
+    text's first word as GPT-2 and Llama-3 do (no leading space added: "Chess" != " Chess")."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix_space)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
@@ -56,7 +57,7 @@ def build_tokenizer(vocab_size: int = 400):
                                    extra_special_tokens={"image_token": "<image>"})
 
 
-def build_processor(size: str = "tiny"):
+def build_processor(size: str = "tiny", prefix_space: bool = True):
     """A LlavaProcessor whose image size and patch size match the `size` model."""
     from transformers import CLIPImageProcessor, LlavaProcessor
 
@@ -64,7 +65,8 @@ def build_processor(size: str = "tiny"):
     side = shape["image_size"]
     image_processor = CLIPImageProcessor(size={"shortest_edge": side},
                                          crop_size={"height": side, "width": side})
-    return LlavaProcessor(image_processor=image_processor, tokenizer=build_tokenizer(),
+    return LlavaProcessor(image_processor=image_processor,
+                          tokenizer=build_tokenizer(prefix_space=prefix_space),
                           patch_size=shape["patch_size"], vision_feature_select_strategy="default",
                           num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
 
@@ -91,13 +93,14 @@ def build_config(size: str, tokenizer):
                        image_seq_length=(shape["image_size"] // shape["patch_size"]) ** 2)
 
 
-def save_random_llava(folder: str | Path, size: str = "tiny", seed: int = 0, dtype=None) -> Path:
+def save_random_llava(folder: str | Path, size: str = "tiny", seed: int = 0, dtype=None,
+                      prefix_space: bool = True) -> Path:
     """Write processor + random-weight model to `folder`, loadable with from_pretrained."""
     import torch
     from transformers import LlavaForConditionalGeneration
 
     folder = Path(folder)
-    processor = build_processor(size)
+    processor = build_processor(size, prefix_space)
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(build_config(size, processor.tokenizer))
     if dtype is not None:
@@ -122,7 +125,7 @@ def save_random_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
-        PreTrainedTokenizerFast,
+        Qwen2TokenizerFast,
         Qwen2VLConfig,
         Qwen2VLForConditionalGeneration,
         Qwen2VLProcessor,
@@ -137,8 +140,9 @@ def save_random_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
     backend.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
         vocab_size=400, special_tokens=QWEN_SPECIALS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>",
-                                        pad_token="<|endoftext|>")
+    # Qwen's class (transformers 4.x's processor accepts no other) around our trained backend
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>")
     pixels = {"min_pixels": 56 * 56, "max_pixels": 112 * 112}  # at most 16 image tokens
     processor = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessor(**pixels, patch_size=14, merge_size=2,
@@ -151,8 +155,9 @@ def save_random_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
                      "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
                      "max_position_embeddings": 2048, "bos_token_id": token("<|endoftext|>"),
                      "eos_token_id": token("<|im_end|>"),
-                     "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                         "mrope_section": [2, 3, 3]}},  # sums to head_dim / 2
+                     # the 4.x spelling, which 5.x still reads; mrope_section sums to head_dim/2
+                     "rope_theta": 10000.0,
+                     "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
         vision_config={"depth": 1, "embed_dim": 32, "hidden_size": 32, "num_heads": 2,
                        "mlp_ratio": 2, "patch_size": 14, "spatial_merge_size": 2,
                        "temporal_patch_size": 2},
