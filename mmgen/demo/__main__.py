@@ -17,7 +17,8 @@ ConfigStore.instance().store(name="demo_build_schema", node=DemoBuildConfig)
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="demo_build")
 def main(cfg: DictConfig) -> None:
     build_demo(cfg.data_dir, cfg.seed, counts=OmegaConf.to_container(cfg.counts),
-               eval_questions=cfg.eval_questions)  # logs what it wrote
+               eval_questions=cfg.eval_questions,
+               train_questions=cfg.train_questions)  # logs what it wrote
 
 
 if __name__ == "__main__":

@@ -61,11 +61,11 @@ def check_counts(counts: dict) -> dict:
     for split in ("reference", "eval", "pool"):  # train is optional: train.json stays empty
         if split not in counts:
             raise ValueError(f"demo counts: missing split '{split}' (expected reference, eval, pool)")
-    for split in counts:
+    for split, numbers in counts.items():
         if split not in SPLITS:
             raise ValueError(f"demo counts.{split}: unknown split; use {', '.join(SPLITS)}")
         allowed = KINDS if split == "pool" else CHART_KINDS
-        for kind, number in counts[split].items():
+        for kind, number in numbers.items():
             if kind not in allowed:
                 raise ValueError(f"demo counts.{split}.{kind}: unknown kind; use one of "
                                  f"{', '.join(allowed)}")

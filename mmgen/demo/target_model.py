@@ -8,6 +8,7 @@ Face scorer computes over answer tokens. Trained by `mmgen/demo/train_target_mod
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -15,7 +16,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-CHECKPOINT = Path(__file__).parent / "assets" / "target_model.pt"
+from mmgen.imageio import to_rgb
+
+# the base model: never trained on a chart question (see train_target_model.py)
+CHECKPOINT = Path(__file__).parent / "assets" / "target_base.pt"
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 FIRST_CHAR, LAST_CHAR = 32, 126  # printable ASCII; anything else reads as UNK
 VOCAB_SIZE = 4 + LAST_CHAR - FIRST_CHAR + 1
@@ -31,7 +35,7 @@ def encode_chars(text: str) -> list[int]:
 
 def image_tensor(image: Image.Image) -> torch.Tensor:
     """A (3, IMAGE_SIDE, IMAGE_SIDE) float tensor in [-1, 1]."""
-    small = image.convert("RGB").resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BILINEAR)
+    small = to_rgb(image).resize((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.BILINEAR)
     pixels = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8)
     return pixels.view(IMAGE_SIDE, IMAGE_SIDE, 3).permute(2, 0, 1).float() / 127.5 - 1.0
 
@@ -69,9 +73,8 @@ class TinyVQA(nn.Module):
         self.output = nn.Sequential(nn.Linear(2 * width, width), nn.GELU(),
                                     nn.Linear(width, VOCAB_SIZE))
 
-    def forward(self, images: torch.Tensor, question: torch.Tensor,
-                decoder_input: torch.Tensor) -> torch.Tensor:
-        """Next-character logits (batch, answer length + 1, vocab)."""
+    def encode(self, images: torch.Tensor, question: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Memory (image grid + question states), its mask and the decoder's start state."""
         grid = self.image_encoder(images).flatten(2).transpose(1, 2) + self.position
         question_mask = question != PAD
         # packed, so the backward direction starts at each question's last character, not at
@@ -87,11 +90,22 @@ class TinyVQA(nn.Module):
         question_mean = ((question_states * question_mask[..., None]).sum(1)
                          / question_mask.sum(1, keepdim=True).clamp(min=1))
         start = torch.tanh(self.initial_state(torch.cat([grid.mean(1), question_mean], dim=1)))
-        states, _ = self.decoder(self.embedding(decoder_input), start[None].contiguous())
+        return memory, memory_mask, start[None].contiguous()
+
+    def decode(self, decoder_input: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
+               state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next-character logits for `decoder_input` given the memory, and the decoder's state."""
+        states, state = self.decoder(self.embedding(decoder_input), state)
         attention = torch.einsum("bld,bmd->blm", states, memory) / memory.shape[-1] ** 0.5
         attention = attention.masked_fill(~memory_mask[:, None, :], float("-inf")).softmax(-1)
         context = torch.einsum("blm,bmd->bld", attention, memory)
-        return self.output(torch.cat([states, context], dim=-1))
+        return self.output(torch.cat([states, context], dim=-1)), state
+
+    def forward(self, images: torch.Tensor, question: torch.Tensor,
+                decoder_input: torch.Tensor) -> torch.Tensor:
+        """Next-character logits (batch, answer length + 1, vocab)."""
+        memory, memory_mask, start = self.encode(images, question)
+        return self.decode(decoder_input, memory, memory_mask, start)[0]
 
 
 def sequence_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -100,6 +114,46 @@ def sequence_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
                                    reduction="none")
     counts = (target != PAD).sum(1).clamp(min=1)
     return token_losses.sum(1) / counts
+
+
+def images_tensor(images: Sequence[Image.Image | None]) -> torch.Tensor:
+    """A (batch, 3, side, side) tensor; a missing image (text-only sample) reads as plain grey."""
+    blank = torch.zeros(3, IMAGE_SIDE, IMAGE_SIDE)
+    return torch.stack([image_tensor(image) if image is not None else blank for image in images])
+
+
+@torch.inference_mode()
+def answer(model: TinyVQA, images: Sequence[Image.Image | None], questions: Sequence[str],
+           max_chars: int = MAX_ANSWER_CHARS) -> list[str]:
+    """Greedy answers, one per (image, question), up to the end mark or `max_chars` characters."""
+    if len(images) != len(questions):
+        raise ValueError(f"answer(): {len(images)} images but {len(questions)} questions")
+    if not questions:
+        return []
+    device = next(model.parameters()).device
+    question_ids = encode_batch(list(questions), [""] * len(questions))["question"].to(device)
+    memory, memory_mask, state = model.encode(images_tensor(images).to(device), question_ids)
+    current = torch.full((len(questions), 1), BOS, dtype=torch.long, device=device)
+    chosen, finished = [], torch.zeros(len(questions), dtype=torch.bool, device=device)
+    for _ in range(max_chars):
+        logits, state = model.decode(current, memory, memory_mask, state)
+        current = logits[:, -1].argmax(-1, keepdim=True)
+        finished |= current[:, 0] == EOS
+        chosen.append(current.masked_fill(finished[:, None], PAD))
+        if finished.all():
+            break
+    rows = torch.cat(chosen, dim=1).tolist() if chosen else [[] for _ in questions]
+    return [decode_chars(row) for row in rows]
+
+
+def decode_chars(ids: Sequence[int]) -> str:
+    """Text of character ids up to the first end mark or padding; UNK reads as '?'."""
+    text = []
+    for index in ids:
+        if index in (EOS, PAD):
+            break
+        text.append("?" if index < 4 else chr(index - 4 + FIRST_CHAR))
+    return "".join(text)
 
 
 def load_target_model(path: str | Path | None = None, device: str = "cpu") -> TinyVQA:
@@ -114,7 +168,9 @@ def load_target_model(path: str | Path | None = None, device: str = "cpu") -> Ti
     return model.to(device).eval()
 
 
-def save_target_model(model: TinyVQA, path: str | Path, metadata: dict) -> None:
-    """Save weights in fp16 (halves the committed file) with the model's shape and metadata."""
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+def save_target_model(model: TinyVQA, path: str | Path, metadata: dict,
+                      half: bool = True) -> None:
+    """Save weights (fp16 halves a committed file) with the model's shape and metadata."""
+    state = {k: v.half() if half and v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
     torch.save({"config": model.config, "state_dict": state, "metadata": metadata}, path)

@@ -29,6 +29,9 @@ from pathlib import Path
 class Trainer(ABC):
     """Fine-tunes a target model on LLaVA-format samples; see the module docstring."""
 
+    outputs: tuple[str, ...] = ()  # files the model is saved as in train/ (the stage's outputs)
+    default_files: tuple[Path, ...] = ()  # files read when train.trainer.model is null (digested)
+
     def __init__(self, epochs: float, batch_size: int, lr: float, save_every_steps: int,
                  log_every_steps: int, seed: int = 0, max_steps: int | None = None,
                  device: str = "auto", progress: bool = True):
