@@ -15,7 +15,6 @@ from mmgen.contracts import load_reference, load_task, read_json
 from mmgen.errors import UserError
 from mmgen.pool import EXTRACT_DIR, content_hash
 
-
 # a small demo domain: 60 pool images (50 charts), 10 reference charts, 3 eval charts
 COUNTS = {"reference": {"bar": 4, "line": 3, "pie": 3}, "eval": {"bar": 1, "line": 1, "pie": 1},
           "pool": {"bar": 20, "line": 15, "pie": 15, "map": 3, "shapes": 3, "noise": 2,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import compose_config
-from helpers.pools import pack_shards, pool_images
+from helpers.pools import pack_shards
 from PIL import Image
 
 from mmgen.errors import UserError
@@ -106,7 +106,7 @@ def test_shard_jobs_split_a_folder_pool_between_them(tmp_path):
         draw(root / "pool" / f"{index}.png", (index, 1, 1))
     cfg = pool_cfg(root, "pool", tmp_path)
     parts = [names(cfg, index, 3) for index in range(3)]
-    assert sorted(sum(parts, [])) == names(cfg) and [len(part) for part in parts] == [3, 2, 2]
+    assert sorted(name for part in parts for name in part) == names(cfg) and [len(part) for part in parts] == [3, 2, 2]
 
 
 # ---------------------------------------------------------------- list files

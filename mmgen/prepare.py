@@ -1,0 +1,325 @@
+"""Prepare a benchmark's inputs at dataset.root from its Hugging Face dataset (dataset.source):
+
+    reference.json  reference questions (LLaVA format)               <- source.reference
+    eval.json       held-out questions, with `split` and `options`   <- source.eval
+    train.json      the benchmark's own training set, the skyline    <- source.train
+    pool/           unlabelled candidate images                      <- source.pool's images
+    images/         the images the three files name
+    prepare.json    what was made from what; a rerun with the same recipe does nothing
+
+Images are written once, named by their content hash (the pool cache's key), so a rerun writes
+only what is missing, and the same config and seed give the same bytes. Questions are sampled by
+`seed`, stratified by the benchmark's own splits. Eval images are dropped from the other three,
+so nothing evaluated is trained on or retrieved.
+
+    python -m mmgen.prepare +experiment=chartqa_mmgen
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import hydra
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+from mmgen import CONF_DIR, runner
+from mmgen.contracts import (
+    ContractError,
+    read_json,
+    validate_dataset,
+    validate_reference,
+    write_json,
+)
+from mmgen.errors import UserError
+from mmgen.prepare_files import (
+    IMAGES,
+    listing,
+    progress,
+    prune,
+    sample,
+    sample_record,
+    write_images,
+)
+from mmgen.prepare_rows import (
+    Question,
+    RowError,
+    SplitSource,
+    image_bytes,
+    image_identity,
+    is_local,
+    open_split,
+    split_namer,
+    to_question,
+)
+from mmgen.stage import file_digest, launch
+
+log = logging.getLogger(__name__)
+ROLES = ("eval", "reference", "train")  # question files, eval first: the others drop its images
+MANIFEST = "prepare.json"
+SKIPS_LISTED = 20  # unreadable rows named in prepare.json; the rest are counted
+
+
+def compute(cfg: DictConfig, work_dir: Path) -> dict:
+    """Prepare dataset.root (or find it prepared); copy prepare.json into work_dir."""
+    root = Path(cfg.dataset.root)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".prepare.lock")):  # experiments sharing a root prepare it once
+        manifest = prepared(cfg)
+        if manifest is None:
+            _check_ours(cfg)
+            manifest = _prepare(cfg)
+        else:
+            log.info("%s is already prepared from %s", root, cfg.dataset.source.path)
+    write_json(Path(work_dir) / MANIFEST, manifest)
+    return manifest["counts"]
+
+
+def recipe(cfg: DictConfig) -> dict:
+    """Everything that shapes the prepared files."""
+    dataset = cfg.dataset
+    return {"source": OmegaConf.to_container(dataset.source, resolve=True, enum_to_str=True),
+            "seed": cfg.seed, "description": dataset.description, "metric": _metric(cfg),
+            "files": {role: dataset[role] for role in (*ROLES, "pool")}}
+
+
+def prepared(cfg: DictConfig) -> dict | None:
+    """The manifest when dataset.root holds exactly what this config prepares, else None."""
+    root = Path(cfg.dataset.root)
+    try:
+        manifest = read_json(root / MANIFEST)
+    except ContractError:
+        return None
+    if not isinstance(manifest, dict) or manifest.get("recipe") != recipe(cfg):
+        return None
+    if any(not (root / name).is_file() or file_digest(root / name) != digest
+           for name, digest in manifest.get("files", {}).items()):
+        return None
+    folders = {IMAGES: listing(root / IMAGES), cfg.dataset.pool: listing(root / cfg.dataset.pool)}
+    return manifest if manifest.get("folders") == folders else None
+
+
+def complete(cfg: DictConfig) -> bool:
+    """For the runner: False when dataset.root was changed since it was prepared."""
+    return prepared(cfg) is not None
+
+
+def partition_upstream(cfg: DictConfig) -> tuple[str, ...]:
+    """For the runner: partition reads what prepare writes, when dataset.source is set."""
+    return ("prepare",) if cfg.dataset.source is not None else ()
+
+
+def input_digests(cfg: DictConfig) -> dict[str, str]:
+    """For the runner: listings of local source folders (a hub id is named by the config)."""
+    source = cfg.dataset.source
+    paths = {source.path} | {source[role].path for role in (*ROLES, "pool") if source[role].path}
+    return {path: listing(Path(path).expanduser(), with_mtime=True)
+            for path in sorted(paths) if is_local(path)}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that need no data: the source's keys, and that `datasets` is installed."""
+    source = cfg.dataset.source
+    if source is None:
+        return
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        raise UserError("dataset.source needs the `datasets` package: pip install -e '.[hf]'")
+    if not source.reference.split:
+        raise UserError("dataset.source.reference.split is null: name the split the reference "
+                        "questions come from")
+    for role in (*ROLES, "pool"):
+        spec = source[role]
+        if spec.split and not cfg.dataset[role]:
+            raise UserError(f"dataset.source.{role}.split is set but dataset.{role} is null: name "
+                            f"the file (or folder) it is written to, relative to dataset.root")
+        if role == "pool" and spec.split and not _plain_folder(cfg.dataset.pool):
+            raise UserError(f"dataset.pool='{cfg.dataset.pool}' must be a folder name when "
+                            "dataset.source.pool.split is set: prepare writes the images there")
+        if spec.count is not None and spec.count < 1:
+            raise UserError(f"dataset.source.{role}.count={spec.count} must be at least 1, or "
+                            "null for all")
+    answer_format = getattr(source.answer_format, "value", source.answer_format)
+    if answer_format != "text" and not (source.columns.options or source.options_in_question):
+        raise UserError(f"dataset.source.answer_format={answer_format} needs the options: set "
+                        "dataset.source.columns.options or dataset.source.options_in_question")
+    if source.id_prefix and not source.columns.id:
+        raise UserError("dataset.source.id_prefix needs dataset.source.columns.id")
+
+
+# --- preparing -----------------------------------------------------------------------------
+
+def _plain_folder(name: str) -> bool:
+    """True for a folder path, not a list file, tar shards or an hf:// pool."""
+    return "://" not in name and not any(c in name for c in "{}") and not Path(name).suffix
+
+
+def _metric(cfg: DictConfig) -> str | None:
+    metric = OmegaConf.select(cfg, "dataset.metric", default=None, throw_on_missing=False)
+    return getattr(metric, "value", metric)
+
+
+def _check_ours(cfg: DictConfig) -> None:
+    """Refuse to overwrite inputs at dataset.root that prepare did not write."""
+    root = Path(cfg.dataset.root)
+    if (root / MANIFEST).is_file():
+        return
+    names = [cfg.dataset[role] for role in ROLES if cfg.dataset[role]]
+    taken = [name for name in names if (root / name).exists()]
+    taken += [name for name in (cfg.dataset.pool, IMAGES)
+              if (root / name).is_dir() and any((root / name).iterdir())]
+    if taken:
+        raise UserError(f"dataset.root '{root}' already holds {', '.join(taken)}, not written by "
+                        "mmgen.prepare: move them away, set dataset.root to a new folder, or use "
+                        "them as they are with dataset.source=null")
+
+
+class Splits:
+    """Each split a role reads, opened once (train and pool usually share one)."""
+
+    def __init__(self, source: DictConfig):
+        self.source, self.opened = source, {}
+
+    def get(self, role: str) -> SplitSource:
+        spec = self.source[role]
+        path, name = (spec.path, spec.name) if spec.path else (self.source.path, self.source.name)
+        if (path, name, spec.split) not in self.opened:
+            self.opened[path, name, spec.split] = open_split(
+                self.source, path, name, spec.split, f"dataset.source.{role}")
+        return self.opened[path, name, spec.split]
+
+
+def _identity(split: SplitSource, image_column: str, row: int) -> tuple[str, str] | str:
+    """(hash, extension) of a row's image, or why it cannot be read; memoised per split."""
+    if row not in split.images:
+        try:
+            split.images[row] = image_identity(image_bytes(split.dataset[row][image_column]))
+        except RowError as error:
+            split.images[row] = str(error)
+    return split.images[row]
+
+
+def _questions(cfg: DictConfig, role: str, split: SplitSource, excluded: set[str],
+               skips: list[dict]) -> tuple[list[tuple[Question, str]], int]:
+    """The role's usable questions with their image file names; and how many were dropped for
+    showing an eval image."""
+    source = cfg.dataset.source
+    columns = [c for c in OmegaConf.to_container(source.columns).values()
+               if c and c != source.columns.image]
+    records = split.dataset.select_columns(sorted(set(columns)))
+    name_split = split_namer(source, split.dataset)
+    usable, dropped, first_row_of = [], 0, {}
+    for row in progress(split.rows, f"reading {role}"):
+        try:
+            question = to_question(source, records[row], row, source[role].split, name_split)
+            identity = _identity(split, source.columns.image, row)
+            if isinstance(identity, str):
+                raise RowError(identity)
+        except RowError as error:
+            skips.append({"file": role, "source": split.label, "row": row, "reason": str(error)})
+            continue
+        if question.id in first_row_of:
+            raise UserError(f"dataset.source.columns.id: id '{question.id}' is on rows "
+                            f"{first_row_of[question.id]} and {row} of {split.label}")
+        first_row_of[question.id] = row
+        if identity[0] in excluded:
+            dropped += 1
+            continue
+        usable.append((question, identity[0] + identity[1]))
+    unreadable = [skip for skip in skips if skip["file"] == role]
+    if len(unreadable) > len(usable) + dropped:  # most rows: a wrong mapping, not bad rows
+        raise UserError(f"dataset.source.{role}: {len(unreadable)} of {len(split.rows)} rows of "
+                        f"{split.label} cannot be read, e.g. row {unreadable[0]['row']}: "
+                        f"{unreadable[0]['reason']}; check dataset.source.columns and "
+                        "answer_format")
+    if not usable:
+        raise UserError(f"dataset.source.{role}: every question of {split.label} shows an eval "
+                        "image; read it from another split")
+    return usable, dropped
+
+
+def _write_questions(cfg: DictConfig, role: str, chosen: list[tuple[Question, str]]) -> str:
+    """Write one question file; returns its name relative to dataset.root."""
+    name, path = cfg.dataset[role], Path(cfg.dataset.root) / cfg.dataset[role]
+    data = {"image_folder": IMAGES, "dataset_description": cfg.dataset.description}
+    if role == "eval" and _metric(cfg):
+        data["metric"] = _metric(cfg)
+    data["samples"] = [sample_record(q, image, role == "eval") for q, image in chosen]
+    write_json(path, validate_dataset(data, path) if role == "train"
+               else validate_reference(data, path))
+    return name
+
+
+def _prepare(cfg: DictConfig) -> dict:
+    source, root = cfg.dataset.source, Path(cfg.dataset.root)
+    splits, skips, counts = Splits(source), [], {}
+    eval_images: set[str] = set()
+    files, kept_images = {}, set()
+    for role in ROLES:
+        if not source[role].split:
+            continue
+        split = splits.get(role)
+        usable, dropped = _questions(cfg, role, split, eval_images, skips)
+        positions = sample([q.split for q, _ in usable], source[role].count, cfg.seed, role)
+        chosen = [usable[p] for p in positions]
+        write_images(split, source.columns.image, root / IMAGES, root / cfg.dataset.pool,
+                     {image: q.row for q, image in chosen}, role)
+        files[_write_questions(cfg, role, chosen)] = None
+        kept_images.update(image for _, image in chosen)
+        if role == "eval":
+            eval_images = {image.split(".")[0] for _, image in chosen}
+        counts[f"{role}_questions"] = len(chosen)
+        if role != "eval":
+            counts[f"{role}_dropped_for_eval_images"] = dropped
+    pool_files = _pool(cfg, splits, eval_images, skips, counts) if source.pool.split else {}
+    counts["stale_files_removed"] = (prune(root / IMAGES, kept_images)
+                                     + prune(root / cfg.dataset.pool, set(pool_files)))
+    counts["rows_skipped"] = len(skips)
+    for skip in skips[:SKIPS_LISTED]:
+        log.warning("skipped %s row %d of %s: %s", skip["file"], skip["row"], skip["source"],
+                    skip["reason"])
+    manifest = {"recipe": recipe(cfg), "counts": counts,
+                "skipped_by_file": dict(Counter(skip["file"] for skip in skips)),
+                "skipped": skips[:SKIPS_LISTED],
+                "files": {name: file_digest(root / name) for name in files},
+                "folders": {IMAGES: listing(root / IMAGES),
+                            cfg.dataset.pool: listing(root / cfg.dataset.pool)}}
+    write_json(root / MANIFEST, manifest)
+    log.info("prepared %s: %s", root, ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return manifest
+
+
+def _pool(cfg: DictConfig, splits: Splits, eval_images: set[str], skips: list[dict],
+          counts: dict) -> dict[str, int]:
+    """Write the pool: the distinct images of source.pool's rows, sampled by seed."""
+    split, image_column = splits.get("pool"), cfg.dataset.source.columns.image
+    first_row: dict[str, int] = {}
+    dropped = 0
+    for row in progress(split.rows, "reading pool"):
+        identity = _identity(split, image_column, row)
+        if isinstance(identity, str):
+            skips.append({"file": "pool", "source": split.label, "row": row, "reason": identity})
+        elif identity[0] in eval_images:
+            dropped += 1
+        else:
+            first_row.setdefault(identity[0] + identity[1], row)
+    names = list(first_row)
+    chosen = {names[p]: first_row[names[p]]
+              for p in sample([None] * len(names), cfg.dataset.source.pool.count, cfg.seed, "pool")}
+    if not chosen:
+        raise UserError(f"dataset.source.pool: no usable image in {split.label}")
+    root = Path(cfg.dataset.root)
+    write_images(split, image_column, root / cfg.dataset.pool, root / IMAGES, chosen, "pool")
+    counts["pool_images"], counts["pool_dropped_for_eval_images"] = len(chosen), dropped
+    return chosen
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    runner.run(cfg, "prepare")
+
+
+if __name__ == "__main__":
+    launch(main)
