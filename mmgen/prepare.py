@@ -106,8 +106,9 @@ def complete(cfg: DictConfig) -> bool:
 
 
 def partition_upstream(cfg: DictConfig) -> tuple[str, ...]:
-    """For the runner: partition reads what prepare writes, when dataset.source is set."""
-    return ("prepare",) if cfg.dataset.source is not None else ()
+    """For the runner: partition reads what prepare writes, when dataset.source is set (a
+    seed task file names its own images, so it is used as it is)."""
+    return ("prepare",) if cfg.dataset.source is not None and not cfg.task_file else ()
 
 
 def input_digests(cfg: DictConfig) -> dict[str, str]:

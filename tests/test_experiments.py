@@ -97,7 +97,8 @@ def job_results(sweep_dir: Path) -> dict[str, list[dict]]:
 
 def test_icl_sweep_runs_one_job_per_choice(tmp_path):
     task_path = make_task(tmp_path, [6, 5, 5], candidates=4)
-    run_app("-m", "icl=1,3,5", "dataset=chartqa", f"task_file={task_path}", "total_gen=8", "check_images=false",
+    run_app("-m", "icl=1,3,5", "dataset=chartqa", "dataset.source=null", "dataset.eval=null",
+            f"task_file={task_path}", "total_gen=8", "check_images=false",
             f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=${hydra.job.num}",
             f"paths.cache_dir={tmp_path / 'cache'}", cwd=tmp_path)
     results = job_results(tmp_path / "sweep")
