@@ -216,3 +216,11 @@ def accuracy(correct: Sequence[bool], splits: Sequence[str | None] | None = None
     if len(per_split) > 1 or "all" not in per_split:
         summary["splits"] = per_split
     return summary
+
+
+def accuracy_text(entry: dict | None) -> str:
+    """An accuracy with its 95% CI as one short string: `0.329 [0.300, 0.358]`."""
+    if not entry:
+        return ""
+    low, high = entry["ci95"]
+    return f"{entry['accuracy']:.3f} [{low:.3f}, {high:.3f}]"

@@ -9,6 +9,8 @@ import hydra
 from omegaconf import DictConfig
 
 from mmgen import CONF_DIR, runner
+from mmgen.contracts import read_json
+from mmgen.metrics import accuracy_text
 from mmgen.stage import launch
 from mmgen.stages import LAST_STAGE
 
@@ -17,7 +19,13 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> Path:
     """Run every stage in order and return the report's path."""
-    report_path = (runner.run(cfg, LAST_STAGE) / "report.html").resolve()
+    out = runner.run(cfg, LAST_STAGE)
+    for label, folder in (("Base model", "eval_base"), ("Trained model", "eval")):
+        if (out / folder / "metrics.json").is_file():
+            metrics = read_json(out / folder / "metrics.json")
+            print(f"{label}: {metrics['metric']} {accuracy_text(metrics)} on "
+                  f"{metrics['count']} eval questions")
+    report_path = (out / "report.html").resolve()
     log.info("report: %s", report_path)
     print(f"Report: {report_path}")
     return report_path

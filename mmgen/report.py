@@ -50,6 +50,11 @@ def run(cfg: DictConfig) -> Path:
     return runner.run(cfg, "report")
 
 
+def upstream(cfg: DictConfig) -> tuple[str, ...]:
+    """The export, and with an eval set the trained and the base model's scores."""
+    return ("export", "evaluate", "baseline") if cfg.dataset.eval else ("export",)
+
+
 def compute(cfg: DictConfig, out: Path) -> dict:
     """Write report.html into out_dir."""
     return write_report(cfg, out)
@@ -83,7 +88,9 @@ def gather(folder: Path) -> dict:
             "generations": _optional(read_generations, folder / "generations.jsonl") or {},
             "data": _optional(load_dataset, folder / "data.json"),
             "scores": _optional(lambda p: list(iter_jsonl(p)), folder / "scores.jsonl") or [],
-            "stats": _optional(read_json, folder / "stats.json") or {}}
+            "stats": _optional(read_json, folder / "stats.json") or {},
+            "accuracy": {label: _optional(read_json, folder / name / "metrics.json")
+                         for label, name in (("base", "eval_base"), ("trained", "eval"))}}
 
 
 def funnel_rows(inputs: dict) -> dict[str, Counter]:

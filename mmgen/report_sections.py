@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from mmgen.contracts import question_and_answer, sample_image_path
 from mmgen.imageio import ImageError, open_image
+from mmgen.metrics import accuracy_text
 from mmgen.scoring import IMAGE_TAG
 
 ICL_THUMB_SIDE = 96  # pixels; in-context example thumbnails, embedded once per reference image
@@ -92,6 +93,10 @@ def summary_html(inputs: dict, totals: list) -> str:
     metrics = [_metric(value, label) for value, label in zip(totals[1:], labels)]
     if cost is not None:
         metrics.append(_metric(f"${cost:,.4f}", "generation cost"))
+    for label, entry in (inputs.get("accuracy") or {}).items():
+        if entry:
+            metrics.append(_metric(accuracy_text(entry), f"{label} model {entry['metric']} "
+                                   f"(95% CI, {entry['count']} eval questions)"))
     return "".join(metrics)
 
 

@@ -27,6 +27,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mmgen.contracts import read_json
 from mmgen.diff import differences, show
 from mmgen.errors import UserError
+from mmgen.metrics import accuracy_text
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.jsonl")
 METRICS_PATH = Path("eval") / "metrics.json"
@@ -142,13 +143,6 @@ def collect(folders: list[Path]) -> list[Row]:
     return rows
 
 
-def _accuracy(entry: dict | None) -> str:
-    if not entry:
-        return ""
-    low, high = entry["ci95"]
-    return f"{entry['accuracy']:.3f} [{low:.3f}, {high:.3f}]"
-
-
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and cells: accuracy [CI], count, splits, variants, training samples, paper, changes."""
     splits = sorted({name for row in rows for name in row.metrics.get("splits", {})})
@@ -160,9 +154,9 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     for row in rows:
         paper = (f"{row.paper['accuracy']:.3f} ({row.paper['task']}: {row.paper['name']})"
                  if row.paper else "")
-        cells.append([row.name, _accuracy(row.metrics), str(row.metrics["count"])]
-                     + [_accuracy(row.metrics.get("splits", {}).get(name)) for name in splits]
-                     + [_accuracy(row.metrics.get("variants", {}).get(name)) for name in variants]
+        cells.append([row.name, accuracy_text(row.metrics), str(row.metrics["count"])]
+                     + [accuracy_text(row.metrics.get("splits", {}).get(name)) for name in splits]
+                     + [accuracy_text(row.metrics.get("variants", {}).get(name)) for name in variants]
                      + ["" if row.train_samples is None else str(row.train_samples), paper,
                         row.changes])
     return header, cells

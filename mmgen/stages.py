@@ -43,6 +43,7 @@ class Stage:
         return tuple(call(self.outputs, cfg)) if isinstance(self.outputs, str) else self.outputs
 
 
+EVAL_KEYS = ("evaluate", "dataset.eval", "dataset.metric")
 STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     Stage("partition", "mmgen.partition:compute", ("task.json", "partition.json"),
           keys=("dataset", "clip", "refset", "seed", "task_file"), inputs="mmgen.partition:input_digests",
@@ -67,7 +68,17 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
                 "seed"), validate=("mmgen.filter:validate",), code=("mmgen.scoring.checks",)),
     Stage("export", "mmgen.export:compute", "mmgen.export:outputs", upstream=("filter",),
           keys=("export",), shared=False),
-    Stage("report", "mmgen.report:compute", ("report.html",), upstream=("export",),
+    # the closed loop: train the target model on the data, score it and the base model
+    Stage("train", "mmgen.train:compute", "mmgen.train:outputs", upstream="mmgen.train:upstream",
+          keys=("train", "seed"), inputs="mmgen.train:inputs", shared=False,
+          validate=("mmgen.train:validate",), code=("mmgen.training",)),
+    Stage("evaluate", "mmgen.evaluate:compute", ("eval/predictions.jsonl", "eval/metrics.json"),
+          upstream="mmgen.evaluate:upstream", keys=EVAL_KEYS, inputs="mmgen.evaluate:inputs",
+          shared=False, validate=("mmgen.evaluate:validate",), code=("mmgen.metrics",)),
+    Stage("baseline", "mmgen.evaluate:compute_base",
+          ("eval_base/predictions.jsonl", "eval_base/metrics.json"), keys=EVAL_KEYS,
+          inputs="mmgen.evaluate:inputs", code=("mmgen.metrics",)),
+    Stage("report", "mmgen.report:compute", ("report.html",), upstream="mmgen.report:upstream",
           keys=("report",), shared=False, code=("mmgen.report_sections",)),
 ]}
 LAST_STAGE = "report"  # what `python -m mmgen.pipeline` brings up to date
