@@ -57,7 +57,7 @@ def compute(cfg: DictConfig, out: Path) -> dict:
 def export(cfg: DictConfig, export_dir: Path) -> dict:
     """Write filtered.json's samples to `export_dir` in `export.format`; returns stats."""
     dataset = load_dataset(out_dir(cfg) / "filtered.json")
-    samples, fmt = [tagged(s) for s in dataset["samples"]], cfg.export.format
+    samples, fmt = [tagged(s) for s in dataset["samples"]], str(cfg.export.format)
     fixed = sum(new["conversations"] != old["conversations"]
                 for new, old in zip(samples, dataset["samples"]))
     export_dir.mkdir(parents=True, exist_ok=True)
