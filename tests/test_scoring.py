@@ -266,6 +266,17 @@ def test_a_hf_folder_given_to_the_demo_scorer_names_the_filter_option(
     validate(make_config(f"filter={option}", f"filter.scorer.model={folder}"))  # the fix works
 
 
+def test_the_demo_scorer_wants_a_checkpoint_file(make_config, tmp_path):
+    from mmgen.errors import UserError
+    from mmgen.scoring import validate
+
+    with pytest.raises(UserError, match="demo target model checkpoint not found"):
+        validate(make_config(f"filter.scorer.model={tmp_path / 'model.pt'}"))
+    with pytest.raises(UserError, match="is a folder without config.json"):
+        validate(make_config(f"filter.scorer.model={tmp_path}"))
+    validate(make_config())  # null: the committed demo model
+
+
 def test_bad_class_and_adapter_are_named(make_config, no_hub, tiny_llava, tmp_path):
     from mmgen.errors import UserError
     from mmgen.scoring import validate

@@ -141,6 +141,10 @@ def validate_demo_scorer(scorer) -> None:
                         "but this filter scores with the demo target model (a .pt checkpoint); "
                         f"did you mean `filter={option}`? (python -m mmgen.filter "
                         f"filter={option} filter.scorer.model={scorer.model})")
+    if path.is_dir():
+        raise UserError(f"filter.scorer.model '{scorer.model}' is a folder without config.json; "
+                        "the demo scorer reads one .pt checkpoint file (from python -m "
+                        "mmgen.demo.train_target_model), a Hugging Face scorer a model folder")
     if not path.is_file():
         raise UserError(f"filter.scorer.model '{scorer.model}': demo target model checkpoint "
                         f"not found (looked in '{path.resolve()}'); train one with "
