@@ -18,6 +18,8 @@ from omegaconf import MISSING, OmegaConf
 from mmgen.schema import Config
 
 SNAPSHOT = Path(__file__).parent / "data" / "composed_experiments.json"
+# values changed on purpose since the snapshot -> the value now, and why
+CHANGED_ON_PURPOSE = {"dataset.eval": ("eval.json", "mmgen.prepare writes the benchmark's eval set")}
 EXPERIMENTS = sorted(path.stem for path in (Path(CONF_DIR) / "experiment").glob("*.yaml"))
 CLOSED_CHOICES = {
     "refset.name": "tiny", "filter.select": "middle", "export.format": "xml",
@@ -70,7 +72,8 @@ def test_every_experiment_composes_to_the_values_it_had_before_the_refactor(name
     now = OmegaConf.to_container(compose_config([f"+experiment={name}"]), resolve=True,
                                  enum_to_str=True)
     changed = {".".join(path): (value, _lookup(now, path)) for path, value in _leaves(before)
-               if _lookup(now, path) != value}
+               if _lookup(now, path) != value
+               and _lookup(now, path) != CHANGED_ON_PURPOSE.get(".".join(path), ("<none>",))[0]}
     assert not changed
 
 
