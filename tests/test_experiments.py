@@ -36,7 +36,10 @@ TABLE = {
     "spatial_map_descript_task_desc": ("spatial_map", "descript_task_desc", 50000, {}),
     "demo": ("demo", "vqa_nr", None, {}),
 }
-EXPERIMENTS = sorted(path.stem for path in EXPERIMENT_DIR.glob("*.yaml"))
+EXPERIMENTS = sorted(path.stem for path in EXPERIMENT_DIR.glob("*.yaml")
+                     if "_table_" not in path.stem)
+TABLE_ROWS = ["base", "generic", "task_captions", "task_questions", "prefilter", "mmgen",
+              "skyline"]  # the paper's results table, one experiment per row and dataset
 
 
 def test_the_catalogue_is_the_issues_table():
@@ -56,6 +59,31 @@ def test_every_experiment_composes(name):
     header = (EXPERIMENT_DIR / f"{name}.yaml").read_text().splitlines()
     assert header[0] == "# @package _global_"
     assert f"# Run: python -m mmgen.pipeline +experiment={name}" in header
+
+
+@pytest.mark.parametrize("dataset", ["demo", "chartqa", "ai2d", "spatial_map"])
+def test_the_paper_table_is_one_experiment_per_row_listing_only_its_differences(dataset):
+    from mmgen.results import paper_figures
+
+    rows = {row: compose_config([f"+experiment={dataset}_table_{row}"]) for row in TABLE_ROWS}
+    start = compose_config([f"+experiment={'demo' if dataset == 'demo' else dataset + '_mmgen'}"])
+    assert rows["base"].evaluate.model == "base" and rows["mmgen"].evaluate.model == "trained"
+    assert rows["mmgen"].train.data == "filtered" and rows["skyline"].train.data == "skyline"
+    assert [rows[r].train.data for r in ("generic", "task_captions", "task_questions",
+                                         "prefilter")] == ["unfiltered"] * 4
+    assert [rows[r].mode.name for r in ("generic", "task_captions", "task_questions", "mmgen")] \
+        == ["generic", "descript_task_desc", "vqa_task_desc", "vqa_nr"]
+    assert (rows["mmgen"].dataset, rows["mmgen"].backend) == (start.dataset, start.backend)
+    figures = paper_figures()
+    for row, cfg in rows.items():
+        text = (EXPERIMENT_DIR / f"{dataset}_table_{row}.yaml").read_text()
+        assert len([line for line in text.splitlines() if line and line[0] not in "# "]) <= 4
+        if dataset != "demo":
+            task, _, name = cfg.evaluate.paper_row.partition(": ")
+            assert (task, name) in figures, cfg.evaluate.paper_row
+    if dataset == "demo":
+        assert compose_config(["+experiment=demo_table_random_retrieval"]).retrieval.name == \
+            "random"
 
 
 def test_demo_quotas_fit_the_demo_domain():
@@ -111,7 +139,8 @@ def test_icl_sweep_runs_one_job_per_choice(tmp_path):
 @pytest.mark.slow
 def test_glob_sweep_runs_every_chartqa_experiment(tmp_path):
     task_path = make_task(tmp_path, [6, 5, 5], candidates=4)
-    run_app("-m", "+experiment=glob(chartqa_*)", f"task_file={task_path}", "total_gen=30",
+    run_app("-m", "+experiment=glob(chartqa_*,exclude=chartqa_table_*)", f"task_file={task_path}",
+            "total_gen=30",
             "check_images=false", f"hydra.sweep.dir={tmp_path / 'sweep'}",
             "hydra.sweep.subdir=${hydra.job.num}", f"paths.cache_dir={tmp_path / 'cache'}",
             cwd=tmp_path)

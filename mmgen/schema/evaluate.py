@@ -1,18 +1,19 @@
 """Schema of the evaluate stage (conf/evaluate/*.yaml) and of a dataset's metric."""
 from dataclasses import dataclass, field
-from enum import Enum
 
 from omegaconf import MISSING
 
+from mmgen.schema.choices import Choice
 
-class Metric(Enum):
+
+class Metric(Choice):
     """How an eval answer is judged (mmgen/metrics.py)."""
     relaxed_accuracy = "relaxed_accuracy"  # ChartQA's official rule: numbers within 5%
     multiple_choice = "multiple_choice"  # the option a free-text answer picks (AI2D, SpatialMap)
     exact_match = "exact_match"  # equal after normalising case, spaces, trailing punctuation
 
 
-class EvalModel(Enum):
+class EvalModel(Choice):
     """Which target model answers the eval set."""
     trained = "trained"  # the model the train stage made (train/)
     base = "base"  # the untrained target model

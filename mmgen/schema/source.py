@@ -1,12 +1,13 @@
 """Schema of `dataset.source`: the Hugging Face dataset `python -m mmgen.prepare` reads a
 benchmark from, how its columns map to questions, and which split feeds which file."""
 from dataclasses import dataclass, field
-from enum import Enum
 
 from omegaconf import MISSING
 
+from mmgen.schema.choices import Choice
 
-class AnswerFormat(Enum):
+
+class AnswerFormat(Choice):
     """What the answer column holds."""
     text = "text"  # the answer itself (a list: its first entry)
     option_index = "option_index"  # the 0-based index of the right option ("1" = B)

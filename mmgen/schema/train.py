@@ -1,11 +1,12 @@
 """Schema of the train stage (conf/train/*.yaml): which data, which trainer, how long."""
 from dataclasses import dataclass, field
-from enum import Enum
 
 from omegaconf import MISSING
 
+from mmgen.schema.choices import Choice
 
-class TrainData(Enum):
+
+class TrainData(Choice):
     """Which samples the target model is fine-tuned on."""
     filtered = "filtered"  # filtered.json: MM-Gen's kept samples
     unfiltered = "unfiltered"  # data.json: everything generated, before filtering
