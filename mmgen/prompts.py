@@ -35,6 +35,7 @@ ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "
 REFERENCE_MARK = "\x00"  # stands for the "Refer to the ... image." sentence until it is known
 EXAMPLES_MARK = "\x01"  # stands for the examples in the pre-rendered instruction
 MISSING_SHOWN = 5  # missing image paths quoted in the error
+CUT_MARK = " [...]"  # ends an in-context turn cut at icl.max_turn_chars
 
 
 def image_reference(position: int) -> str:
@@ -44,13 +45,19 @@ def image_reference(position: int) -> str:
     return f"Refer to image {position}."
 
 
-def example_dialogue(sample: dict) -> str:
-    """A reference sample's turns as text, its first <image> tag marked, other tags removed."""
+def cut_turn(text: str, max_chars: int) -> str:
+    """`text` cut to its first `max_chars` characters (ending in CUT_MARK) when longer."""
+    return text if len(text) <= max_chars else text[:max_chars].rstrip() + CUT_MARK
+
+
+def example_dialogue(sample: dict, max_chars: int | None = None) -> str:
+    """A reference sample's turns as text, its first <image> tag marked, other tags removed;
+    each turn cut to `max_chars` characters (icl.max_turn_chars)."""
     lines, marked = [], False
     for turn in sample["conversations"]:
         if turn["from"] not in ("human", "gpt"):
             continue
-        text = turn["value"]
+        text = cut_turn(turn["value"], max_chars) if max_chars else turn["value"]
         if not marked and IMAGE_TAG.search(text):
             text, marked = IMAGE_TAG.sub(f" {REFERENCE_MARK} ", text, count=1), True
         text = SPECIAL_TAG.sub(" ", text)
@@ -162,6 +169,18 @@ def check_images(cfg: DictConfig, task: dict, allocation: list[int]) -> int:
     return len(used)
 
 
+def warn_if_cut(sample: dict, sample_index: int, max_chars: int) -> None:
+    """Log which of a reference sample's turns are too long to go whole into prompts."""
+    lengths = [len(turn["value"]) for turn in sample["conversations"]
+               if turn["from"] in ("human", "gpt") and len(turn["value"]) > max_chars]
+    if lengths:
+        log.warning("prompts: reference sample %d%s has %s of %s characters; cut to "
+                    "icl.max_turn_chars=%d in every prompt that shows it", sample_index,
+                    f" (id {sample['id']})" if "id" in sample else "",
+                    "a turn" if len(lengths) == 1 else f"{len(lengths)} turns",
+                    " and ".join(f"{length:,}" for length in lengths), max_chars)
+
+
 def build_records(cfg: DictConfig, task: dict, allocation: list[int]) -> Iterator[dict]:
     """Prompt records in file order (see DESIGN.md "Data contracts")."""
     dialogues: dict[int, str] = {}
@@ -175,7 +194,9 @@ def build_records(cfg: DictConfig, task: dict, allocation: list[int]) -> Iterato
         examples, images = [], []
         for position, sample_index in enumerate(planned.icl_indices, start=1):
             if sample_index not in dialogues:
-                dialogues[sample_index] = example_dialogue(task["samples"][sample_index])
+                sample = task["samples"][sample_index]
+                warn_if_cut(sample, sample_index, cfg.icl.max_turn_chars)
+                dialogues[sample_index] = example_dialogue(sample, cfg.icl.max_turn_chars)
             dialogue = dialogues[sample_index].replace(REFERENCE_MARK, image_reference(position))
             examples.append(mode["example"].format(number=position, dialogue=dialogue))
             images.append(example_images[sample_index])

@@ -123,6 +123,21 @@ def test_example_text_replaces_the_image_tag_and_drops_special_tags(tmp_path, ma
     assert not re.search(r"<\|?/?\w*\|?>", text)
 
 
+def test_overlong_example_turn_is_cut_at_the_limit_with_a_warning(tmp_path, make_config, caplog):
+    question = "<image>\nWhich bar is tallest? " + "Consider every detail. " * 2200  # ~50,000
+    task_path = make_task(tmp_path, [2], candidates=2, question=question)
+    records = run_prompts(make_config, task_path, "icl=1", "total_gen=4", "check_images=false",
+                          "icl.max_turn_chars=300", "dataset.eval=null")
+    texts = [record["content"][0]["text"] for record in records]
+    assert all(len(text) < 1500 for text in texts)
+    assert all("Question: Refer to the first image.\nWhich bar is tallest?" in t for t in texts)
+    assert all(prompts.CUT_MARK + "\nAnswer: bar" in text for text in texts)
+    warnings = [r.getMessage() for r in caplog.records if "icl.max_turn_chars=300" in r.message]
+    assert len(warnings) == 2  # once per reference sample, however many prompts show it
+    assert f"reference sample 0 (id bar-0) has a turn of {len(question):,} characters" in " ".join(
+        warnings)
+
+
 def test_text_only_mode_sends_no_candidate(tmp_path, make_config):
     task_path = make_task(tmp_path, [4, 4], candidates=[3, 3])
     records = run_prompts(make_config, task_path, "mode=tqa", "total_gen=6", "check_images=false")

@@ -35,4 +35,5 @@ class IclConfig:
     # false: a subgroup with fewer references than num_examples is an error;
     # true: such prompts repeat examples (only then; otherwise draws stay without replacement)
     with_replacement: bool = MISSING
+    max_turn_chars: int = MISSING  # longest in-context question or answer sent, in characters
 
