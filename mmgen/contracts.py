@@ -8,18 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from mmgen.errors import UserError
+
 HUMAN_ROLES = {"human", "user"}
 ANSWER_ROLES = {"gpt", "assistant"}
 ROLE_SPELLINGS = HUMAN_ROLES | ANSWER_ROLES | {"system"}
+IMAGE_TAG_TEXT = re.compile(r"<image>")
 
 
-class ContractError(ValueError):
+class ContractError(UserError):
     """A data file breaks its contract; the message names file, record and field."""
 
     def __init__(self, path: str | Path, record: str, message: str):
@@ -69,11 +73,24 @@ def read_json(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ContractError(path, "file", "not found")
+    data = path.read_bytes()
     try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle)
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is harmless
+    except UnicodeDecodeError as err:
+        raise ContractError(path, _byte_position(data, err.start),
+                            f"is not UTF-8 (byte 0x{data[err.start]:02x}: {err.reason}); "
+                            "save the file as UTF-8") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise ContractError(path, f"line {err.lineno} column {err.colno}", f"invalid JSON: {err.msg}")
+
+
+def _byte_position(data: bytes, offset: int) -> str:
+    """'byte offset N (line L column C)' for a byte offset, so an editor can find it."""
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return f"byte offset {offset} (line {line} column {column})"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -101,6 +118,11 @@ def iter_jsonl(path: str | Path, tolerate_torn_tail: bool = False) -> Iterator[d
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 if torn and tolerate_torn_tail:
                     return
+                if isinstance(err, UnicodeDecodeError):
+                    raise ContractError(path, f"line {line_number} byte offset "
+                                        f"{handle.tell() - len(raw) + err.start}",
+                                        f"is not UTF-8 ({err.reason}); save the file as UTF-8"
+                                        ) from None
                 raise ContractError(path, f"line {line_number}", f"invalid JSON: {err}")
             if not isinstance(record, dict):
                 raise ContractError(path, f"line {line_number}", "expected a JSON object")
@@ -201,9 +223,17 @@ def normalize_conversation(conversations: list, path, where: str) -> list[dict]:
                                 f"unknown role '{role}'; use human/gpt or user/assistant")
         role = "human" if role in HUMAN_ROLES else "gpt" if role in ANSWER_ROLES else role
         turns.append({"from": role, "value": value})
-    if not any(turn["from"] == "gpt" for turn in turns):
+    first_answer = next((i for i, turn in enumerate(turns) if turn["from"] == "gpt"), None)
+    if first_answer is None:
         raise ContractError(path, f"{where} field 'conversations'",
                             "has no answer turn (from 'gpt' or 'assistant')")
+    question = next((turn["value"] for turn in turns[:first_answer] if turn["from"] == "human"),
+                    None)
+    if question is None or not IMAGE_TAG_TEXT.sub("", question).strip():
+        raise ContractError(path, f"{where} field 'conversations'",
+                            "has an answer but no question before it (a turn from 'human' or "
+                            "'user' with text besides <image>); add the question or drop the "
+                            "sample")
     return turns
 
 

@@ -23,13 +23,15 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mmgen.errors import UserError
+
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 TRANSPARENT_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 ORIENTATION_TAG = 0x0112
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """An image could not be read; the message names it and says why. Callers skip or stop."""
 
     def __init__(self, name_for_errors: str, reason: str):

@@ -93,6 +93,11 @@ BAD_INPUTS = {
         ["candidate_image_paths[1]", "escapes its folder"]),
     "unknown role": (lambda d: d["samples"][0]["conversations"][0].update({"from": "bot"}),
                      ["sample 0 conversations[0] field 'from'", "unknown role 'bot'"]),
+    "answer without question": (lambda d: d["samples"][1]["conversations"].pop(0),
+                                ["sample 1 field 'conversations'", "answer but no question"]),
+    "question is only the image tag": (
+        lambda d: d["samples"][0]["conversations"][0].update(value="<image>\n"),
+        ["sample 0 field 'conversations'", "answer but no question"]),
 }
 
 
@@ -113,6 +118,30 @@ def test_invalid_json_names_line(tmp_path):
     path.write_text('{"image_folder": "x",\n "samples": [,]}')
     with pytest.raises(ContractError, match=r"broken.json: line 2 column \d+: invalid JSON"):
         contracts.load_reference(path)
+
+
+def test_non_utf8_reference_names_the_file_and_byte_offset(tmp_path):
+    path = tmp_path / "reference.json"
+    text = json.dumps(small_task(), indent=1).replace("Sales", "Caf\u00e9 sales")
+    path.write_bytes(text.encode("latin-1"))  # a file saved by an editor in Latin-1
+    offset = text.encode("latin-1").index(b"\xe9")
+    line = text[:text.index("\u00e9")].count("\n") + 1
+    with pytest.raises(ContractError, match=rf"reference.json: byte offset {offset} \(line {line} "
+                                            r"column \d+\): is not UTF-8 \(byte 0xe9.*save the file"):
+        contracts.load_reference(path)
+
+
+def test_non_utf8_jsonl_line_names_the_byte_offset(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n')
+    with pytest.raises(ContractError, match=r"prompts.jsonl: line 2 byte offset 16: is not UTF-8"):
+        list(contracts.iter_jsonl(path))
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "reference.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(small_task()).encode())
+    assert len(contracts.load_reference(path)["samples"]) == 2
 
 
 def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):

@@ -27,6 +27,9 @@ class BackendConfig:
     model: str = MISSING  # model name sent with each request; also picks generate.prices
     base_url: str | None = None  # server address for OpenAI-compatible endpoints (.../v1)
     api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key; never the key
+    # true: send the OpenAI key (OPENAI_API_KEY's value) to a base_url that is not
+    # api.openai.com, e.g. your own proxy to OpenAI; false refuses, so a key cannot leak by a typo
+    allow_key_to_custom_base_url: bool = False
     require_key: bool = MISSING  # false: servers that need none (a local vLLM) may go without
     # Azure OpenAI
     azure_endpoint: str | None = None  # https://RESOURCE.openai.azure.com

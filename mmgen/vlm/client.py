@@ -16,13 +16,16 @@ import httpx2
 import openai
 from omegaconf import DictConfig, OmegaConf
 
+from mmgen.errors import UserError
+from mmgen.vlm.secrets import check_key_destination, check_key_env, redact_logs
+
 ONLINE_BACKENDS = ("openai", "azure", "compatible", "demo_teacher")
 ALL_BACKENDS = ONLINE_BACKENDS + ("dry_run", "openai_batch")
 CONNECTIONS_PER_CLIENT = 16
 PLACEHOLDER_KEY = "not-needed"  # sent to servers that want no key; the client insists on one
 
 
-class MissingKeyError(RuntimeError):
+class MissingKeyError(UserError):
     """The backend needs an API key and its environment variable is not set."""
 
 
@@ -35,9 +38,11 @@ class Completion:
 
 
 def check_backend(backend: DictConfig) -> None:
-    """Fail before any work when the backend is unknown or its API key is missing."""
+    """Fail before any work when the backend is unknown, its API key is missing, or the key
+    would go where it must not."""
     if backend.name not in ALL_BACKENDS:
         raise ValueError(f"backend.name={backend.name!r} is not one of {', '.join(ALL_BACKENDS)}")
+    check_key(backend)
     needs_key = backend.require_key and not (backend.name == "azure" and backend.entra_id)
     if backend.name == "openai_batch" and (not backend.batch.submit or backend.batch.results):
         needs_key = False  # export only, or import of files already downloaded
@@ -53,8 +58,27 @@ def validate(cfg: DictConfig) -> None:
     check_backend(cfg.backend)
 
 
-def api_key(backend: DictConfig) -> str:
-    """The key from the environment variable named by backend.api_key_env (or a placeholder)."""
+def key_destination(backend: DictConfig, base_url: str | None = None) -> str | None:
+    """The URL the key goes to: the given one, Azure's endpoint, or what the SDK falls back to
+    (OPENAI_BASE_URL, else api.openai.com)."""
+    if backend.name == "azure":
+        return backend.get("azure_endpoint")
+    return base_url or backend.get("base_url") or os.environ.get("OPENAI_BASE_URL")
+
+
+def check_key(backend: DictConfig, base_url: str | None = None) -> None:
+    """The key variable is a name, and an OpenAI key goes only to OpenAI (or an allowed proxy)."""
+    check_key_env("backend.api_key_env", backend.api_key_env)
+    if backend.name not in ("demo_teacher", "dry_run"):  # in-process teacher, nothing sent
+        check_key_destination(backend.api_key_env, key_destination(backend, base_url),
+                              bool(backend.get("allow_key_to_custom_base_url", False)))
+
+
+def api_key(backend: DictConfig, base_url: str | None = None) -> str:
+    """The key from the environment variable named by backend.api_key_env (or a placeholder),
+    once checked for where it goes; from here on, logs redact it."""
+    check_key(backend, base_url)
+    redact_logs()
     return os.environ.get(backend.api_key_env) or PLACEHOLDER_KEY
 
 
@@ -77,7 +101,7 @@ def make_openai(backend: DictConfig, base_url: str | None, connections: int):
         else:
             options["api_key"] = api_key(backend)
         return openai.AsyncAzureOpenAI(**options, max_retries=0, http_client=http_client)
-    return openai.AsyncOpenAI(api_key=api_key(backend), base_url=base_url, max_retries=0,
+    return openai.AsyncOpenAI(api_key=api_key(backend, base_url), base_url=base_url, max_retries=0,
                               http_client=http_client)
 
 

@@ -10,6 +10,9 @@ import time
 
 import openai
 
+from mmgen.errors import UserError
+from mmgen.vlm.secrets import redact
+
 # error_class values in generations.jsonl (DESIGN.md, "Generations log")
 ERROR_CLASSES = ("rate_limit", "server", "timeout", "connection", "bad_request", "parse", "image")
 RETRYABLE = {"rate_limit", "server", "timeout", "connection"}
@@ -31,7 +34,7 @@ class RequestFailed(Exception):
         return self.error_class in RETRYABLE
 
 
-class FatalBackendError(RuntimeError):
+class FatalBackendError(UserError):
     """The backend refuses every request (bad key, no access, unknown model); the run stops."""
 
 
@@ -66,20 +69,23 @@ def parse_retry_after(headers) -> float | None:
 
 
 def classify(error: BaseException) -> RequestFailed:
-    """Map an exception from the client to a RequestFailed (raise FatalBackendError if fatal)."""
+    """Map an exception from the client to a RequestFailed (raise FatalBackendError if fatal).
+    Messages are redacted: a server may echo the key in its error body."""
     if isinstance(error, RequestFailed):
         return error
     if isinstance(error, (asyncio.TimeoutError, openai.APITimeoutError)):
         return RequestFailed("timeout", "the request timed out")
     if isinstance(error, openai.APIConnectionError):
         cause = error.__cause__ or error
-        return RequestFailed("connection", f"connection failed: {type(cause).__name__}: {cause}")
+        return RequestFailed("connection",
+                             redact(f"connection failed: {type(cause).__name__}: {cause}"))
     if isinstance(error, openai.APIStatusError):
         status = error.status_code
         message = f"HTTP {status}: {_short(error.message)}"
         if status in FATAL_STATUSES:
+            # from None: the SDK's error holds the unredacted body, which a traceback would show
             raise FatalBackendError(f"{FATAL_STATUSES[status]} ({message}); check backend.model, "
-                                    "backend.base_url and the API key variable") from error
+                                    "backend.base_url and the API key variable") from None
         if status == 429:
             return RequestFailed("rate_limit", message, parse_retry_after(error.response.headers))
         if status >= 500 or status in (408, 409):
@@ -87,9 +93,11 @@ def classify(error: BaseException) -> RequestFailed:
         return RequestFailed("bad_request", message)
     if isinstance(error, (ValueError, KeyError, IndexError, TypeError)):
         # a 200 whose body is not a chat completion: the server misbehaved, try again
-        return RequestFailed("server", f"unreadable response: {type(error).__name__}: {error}")
+        return RequestFailed("server",
+                             redact(f"unreadable response: {type(error).__name__}: {error}"))
     if isinstance(error, (ConnectionError, OSError)):
-        return RequestFailed("connection", f"connection failed: {type(error).__name__}: {error}")
+        return RequestFailed("connection",
+                             redact(f"connection failed: {type(error).__name__}: {error}"))
     raise error  # a bug in mmgen: let it surface
 
 
@@ -103,5 +111,5 @@ def retry_delay(attempt: int, base_s: float, max_s: float, retry_after: float | 
 
 
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    text = redact(" ".join(str(text).split()))
     return text if len(text) <= limit else text[:limit] + "..."

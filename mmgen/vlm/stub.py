@@ -49,12 +49,13 @@ class StubServer:
     """The server; `start()` runs it on a background thread, `serve()` in the current loop."""
 
     def __init__(self, latency_s: float = 0.0, answer: Callable[[dict], str] = canned_answer,
-                 fail_first: int = 0, fail_status: int = 500,
+                 fail_first: int = 0, fail_status: int = 500, echo_key: bool = False,
                  usage: tuple[int, int] | None = None, record: bool = True):
         self.latency_s = latency_s
         self.answer = answer
         self.fail_first = fail_first  # the first N chat requests get fail_status
         self.fail_status = fail_status
+        self.echo_key = echo_key  # failures echo the Authorization header, as careless servers do
         self.usage = usage  # fixed (prompt, completion) tokens per reply; None: estimated
         self.record = record  # keep request bodies and headers (off for long benchmarks)
         self.chat_count = 0
@@ -131,7 +132,9 @@ class StubServer:
             if self.latency_s:
                 await asyncio.sleep(self.latency_s)
             if serial < self.fail_first:
-                return f"{self.fail_status} Stub Failure", b'{"error": {"message": "stub"}}', "application/json"
+                message = f"stub: rejected {headers.get('authorization')}" if self.echo_key else "stub"
+                return (f"{self.fail_status} Stub Failure",
+                        json.dumps({"error": {"message": message}}).encode(), "application/json")
             reply = completion(request, self.answer, serial, self.usage, len(body))
             return "200 OK", json.dumps(reply).encode(), "application/json"
         if method == "GET" and path.endswith("/models"):
