@@ -10,7 +10,7 @@ venv=$CI_WORK/venv-wheel
 outside=$CI_WORK/outside
 
 "$REPO/.venv/bin/pip" wheel -q --no-deps -w "$dist" "$REPO"
-python3 -m zipfile -l "$dist"/mmgen-*.whl | grep -q "mmgen/conf/config.yaml"  # conf/ shipped
+python3 -m zipfile -l "$dist"/mmgen-*.whl | grep "mmgen/conf/config.yaml"  # conf/ is shipped
 python3 -m venv "$venv"
 . "$venv/bin/activate"
 pip install -q torch==2.14.1 torchvision==0.29.1
