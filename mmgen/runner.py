@@ -38,6 +38,7 @@ TEMP_SUFFIXES = (".tmp", ".placing", ".partial-write")  # left behind by a kille
 def run(cfg: DictConfig, target: str) -> Path:
     """Bring `target` and every stage it needs up to date; returns out_dir."""
     stages = plan(cfg, target)
+    check_config(cfg)
     ensure_dataset(cfg)
     preflight(cfg, stages)
     fingerprints: dict[str, str] = {}
@@ -53,13 +54,18 @@ def ensure_dataset(cfg: DictConfig) -> None:
         call(builder, cfg.dataset.root)
 
 
-def preflight(cfg: DictConfig, stages: list[str]) -> None:
-    """Every check that needs no upstream result, before any stage runs or anything is paid."""
-    _check_writable(Path(cfg.paths.out_dir), "paths.out_dir")
-    _check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir")
+def check_config(cfg: DictConfig) -> None:
+    """The checks that need nothing but the config: folders writable, values in range."""
     from mmgen.schema import check_ranges
 
     check_ranges(cfg)
+    _check_writable(Path(cfg.paths.out_dir), "paths.out_dir")
+    _check_writable(Path(cfg.paths.cache_dir), "paths.cache_dir")
+
+
+def preflight(cfg: DictConfig, stages: list[str]) -> None:
+    """Every stage's own checks that need no upstream result, before any stage runs or anything
+    is paid for (a bad filter or export setting fails before generation)."""
     for name in stages:
         for check in STAGES[name].validate:
             call(check, cfg)

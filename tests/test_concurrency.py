@@ -25,3 +25,14 @@ def test_two_runs_of_the_same_experiment_send_each_prompt_once(tmp_path, demo):
     assert len(load_dataset(out / "data.json")["samples"]) >= 100
     assert not [p.name for p in out.rglob("*") if p.name.endswith((".placing", ".tmp"))]
     assert any("waiting for" in text for text in outputs)
+
+
+def test_the_hydra_record_and_the_log_go_with_paths_out_dir(tmp_path):
+    out = tmp_path / "elsewhere"
+    subprocess.run([sys.executable, "-m", "mmgen.partition", "+experiment=demo",
+                    f"paths.out_dir={out}", "total_gen=0"], cwd=tmp_path, capture_output=True,
+                   text=True, timeout=120, check=False)  # stops in the preflight: total_gen
+    assert (out / ".hydra" / "config.yaml").is_file()
+    assert (out / "partition.log").is_file()
+    assert not (tmp_path / "outputs" / "demo").exists()
+    assert not (tmp_path / "outputs" / "demo_data").exists()  # stopped before building anything
