@@ -95,7 +95,7 @@ def test_imbalanced_cuts_the_largest_subgroup_to_the_smallest(full, demo, cache,
 def test_seed_task_file_is_used_and_its_candidates_kept(name, kept, tmp_path):
     source = seed_task_file(name)
     overrides = ["dataset=ai2d", f"dataset.root={tmp_path}", f"task_file={source}",
-                 "check_images=false"]
+                 "check_images=false", "dataset.eval=null"]  # no images, no eval set here
     cfg = compose_config(overrides, tmp_path / "out")
     with open_dict(cfg):
         cfg.paths.cache_dir = str(tmp_path / "cache")
@@ -142,7 +142,7 @@ def test_task_file_candidates_copying_a_reference_image_are_dropped(demo, cache,
 @pytest.mark.parametrize("name, images", [("map_task_file.json", 5 + 7),
                                           ("spatial_map_task_file.json", 300 + 999)])
 def test_seed_task_file_images_are_checked(name, images, tmp_path):
-    cfg = compose_config(["dataset=spatial_map", f"dataset.root={tmp_path}",
+    cfg = compose_config(["dataset=spatial_map", f"dataset.root={tmp_path}", "dataset.eval=null",
                           f"task_file={seed_task_file(name)}"], tmp_path / "o")
     with open_dict(cfg):
         cfg.paths.cache_dir = str(tmp_path / "cache")
