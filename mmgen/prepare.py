@@ -33,24 +33,17 @@ from mmgen.contracts import (
     write_json,
 )
 from mmgen.errors import UserError
-from mmgen.prepare_files import (
-    IMAGES,
-    listing,
-    progress,
-    prune,
-    sample,
-    sample_record,
-    write_images,
-)
+from mmgen.prepare_files import IMAGES, listing, prune, sample, sample_record, write_images
 from mmgen.prepare_rows import (
     Question,
     RowError,
+    RowFormat,
     SplitSource,
-    image_bytes,
-    image_identity,
+    identify_images,
     is_local,
     open_split,
     split_namer,
+    text_records,
     to_question,
 )
 from mmgen.stage import file_digest, launch
@@ -192,30 +185,20 @@ class Splits:
         return self.opened[path, name, spec.split]
 
 
-def _identity(split: SplitSource, image_column: str, row: int) -> tuple[str, str] | str:
-    """(hash, extension) of a row's image, or why it cannot be read; memoised per split."""
-    if row not in split.images:
-        try:
-            split.images[row] = image_identity(image_bytes(split.dataset[row][image_column]))
-        except RowError as error:
-            split.images[row] = str(error)
-    return split.images[row]
-
-
 def _questions(cfg: DictConfig, role: str, split: SplitSource, excluded: set[str],
                skips: list[dict]) -> tuple[list[tuple[Question, str]], int]:
     """The role's usable questions with their image file names; and how many were dropped for
     showing an eval image."""
     source = cfg.dataset.source
-    columns = [c for c in OmegaConf.to_container(source.columns).values()
-               if c and c != source.columns.image]
-    records = split.dataset.select_columns(sorted(set(columns)))
+    form = RowFormat.of(source)
+    records = text_records(form, split)
+    identify_images(split, form.columns["image"])
     name_split = split_namer(source, split.dataset)
     usable, dropped, first_row_of = [], 0, {}
-    for row in progress(split.rows, f"reading {role}"):
+    for row in split.rows:
         try:
-            question = to_question(source, records[row], row, source[role].split, name_split)
-            identity = _identity(split, source.columns.image, row)
+            question = to_question(form, records[row], row, source[role].split, name_split)
+            identity = split.images[row]
             if isinstance(identity, str):
                 raise RowError(identity)
         except RowError as error:
@@ -255,7 +238,8 @@ def _write_questions(cfg: DictConfig, role: str, chosen: list[tuple[Question, st
 
 def _prepare(cfg: DictConfig) -> dict:
     source, root = cfg.dataset.source, Path(cfg.dataset.root)
-    splits, skips, counts = Splits(source), [], {}
+    write_json(root / MANIFEST, {"recipe": recipe(cfg), "state": "preparing"})  # root is ours:
+    splits, skips, counts = Splits(source), [], {}                               # a rerun resumes
     eval_images: set[str] = set()
     files, kept_images = {}, set()
     for role in ROLES:
@@ -298,8 +282,9 @@ def _pool(cfg: DictConfig, splits: Splits, eval_images: set[str], skips: list[di
     split, image_column = splits.get("pool"), cfg.dataset.source.columns.image
     first_row: dict[str, int] = {}
     dropped = 0
-    for row in progress(split.rows, "reading pool"):
-        identity = _identity(split, image_column, row)
+    identify_images(split, image_column)
+    for row in split.rows:
+        identity = split.images[row]
         if isinstance(identity, str):
             skips.append({"file": "pool", "source": split.label, "row": row, "reason": identity})
         elif identity[0] in eval_images:

@@ -6,20 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Callable
 from pathlib import Path
 
-from tqdm import tqdm
-
-from mmgen.prepare_rows import Question, SplitSource, image_bytes
+from mmgen.prepare_rows import Question, RowError, SplitSource, iter_images, progress
 
 IMAGES = "images"  # folder of the images the question files name, under dataset.root
-BAR_FROM = 256  # items from which a progress bar is shown
-
-
-def progress(items: list, desc: str):
-    """Iterate with a progress bar when there are enough items to wait for."""
-    return tqdm(items, desc=desc, unit="row", disable=len(items) < BAR_FROM)
 
 
 def listing(folder: Path, with_mtime: bool = False) -> str:
@@ -51,28 +42,33 @@ def sample(strata: list, count: int | None, seed: int, salt: str) -> list[int]:
     return sorted(chosen)
 
 
-def store_image(target: Path, read: Callable[[], bytes], twin: Path) -> None:
-    """Write an image once: kept when present, hard-linked from its twin folder, else written."""
-    if target.is_file():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if twin.is_file():
-        try:
-            os.link(twin, target)
-            return
-        except OSError:  # another filesystem, or no hard links: write a copy
-            pass
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_bytes(read())
-    os.replace(temporary, target)
+def linked(target: Path, twin: Path) -> bool:
+    """Hard-link the same image from the twin folder; False when there is none or no link."""
+    if not twin.is_file():
+        return False
+    try:
+        os.link(twin, target)
+        return True
+    except OSError:  # another filesystem, or no hard links: the image is written instead
+        return False
 
 
 def write_images(split: SplitSource, image_column: str, folder: Path, twin_folder: Path,
                  files: dict[str, int], label: str) -> None:
-    """Write each {file name: source row} image into `folder`."""
-    for name, row in progress(list(files.items()), f"writing {label} images"):
-        store_image(folder / name, lambda row=row: image_bytes(split.dataset[row][image_column]),
-                    twin_folder / name)
+    """Write each {file name: source row} image into `folder` once: a present file is kept,
+    one in the twin folder (images/ or the pool) hard-linked, the rest written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = {name: row for name, row in files.items() if not (folder / name).is_file()
+               and not linked(folder / name, twin_folder / name)}
+    names = {row: name for name, row in missing.items()}
+    rows = sorted(names)
+    for row, data in progress(iter_images(split, image_column, rows), f"writing {label}",
+                              len(rows)):
+        if isinstance(data, RowError):  # identified before, so the source changed meanwhile
+            raise data
+        temporary = folder / f".{names[row]}.tmp"
+        temporary.write_bytes(data)
+        os.replace(temporary, folder / names[row])
 
 
 def sample_record(question: Question, image: str, held_out: bool) -> dict:

@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
+from tqdm import tqdm
 
 from mmgen.errors import UserError
 
@@ -23,6 +24,7 @@ OPTION_MARK = re.compile(r"(?<![^\s:])\(?([A-J])[.)]\s+")
 # Pillow's name of a format -> the extension the pool lister knows (mmgen.pool.IMAGE_EXTENSIONS)
 EXTENSIONS = {"PNG": ".png", "JPEG": ".jpg", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp",
               "TIFF": ".tif"}
+BAR_FROM = 256  # items from which a progress bar is shown
 
 
 class RowError(ValueError):
@@ -50,6 +52,26 @@ class SplitSource:
     rows: list[int]  # row numbers kept (all, or those whose id has dataset.source.id_prefix)
     images: dict[int, tuple[str, str] | str] = field(default_factory=dict)  # row -> (hash, ext)
     #                                                                         or why unreadable
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """dataset.source's row mapping as plain values (read once per row, so not a DictConfig)."""
+
+    columns: dict[str, str | None]  # image, question, answer, options, split, id -> column
+    answer_format: str  # text | option_index | option_letter
+    options_in_question: bool
+
+    @classmethod
+    def of(cls, source: DictConfig) -> RowFormat:
+        answer_format = getattr(source.answer_format, "value", source.answer_format)
+        return cls(dict(source.columns), str(answer_format), bool(source.options_in_question))
+
+
+def progress(items, desc: str, total: int | None = None):
+    """Iterate with a progress bar when there are enough items to wait for."""
+    total = len(items) if total is None else total
+    return tqdm(items, desc=desc, total=total, unit="row", disable=total < BAR_FROM)
 
 
 def is_local(path: str) -> bool:
@@ -155,26 +177,58 @@ def _answer(value: Any, options: list[str] | None, answer_format: str) -> str:
     return f"{LETTERS[index]}. {options[index]}"
 
 
-def to_question(source: DictConfig, record: dict, row: int, split: str,
+def to_question(form: RowFormat, record: dict, row: int, split: str,
                 split_name: Callable[[Any], str | None]) -> Question:
     """One row (its non-image columns) as a Question; RowError when it cannot be one."""
-    columns = source.columns
-    prompt = IMAGE_TAG.sub("", str(record[columns.question] or "")).strip()
+    columns = form.columns
+    prompt = IMAGE_TAG.sub("", str(record[columns["question"]] or "")).strip()
     if not prompt:
         raise RowError("the question is empty")
     options = None
-    if source.options_in_question:
+    if form.options_in_question:
         options = parse_options(prompt)
-    elif columns.options:
-        options = [str(option).strip() for option in record[columns.options] or []]
+    elif columns["options"]:
+        options = [str(option).strip() for option in record[columns["options"]] or []]
         if len(options) < 2:
-            raise RowError(f"column '{columns.options}' holds {len(options)} options")
+            raise RowError(f"column '{columns['options']}' holds {len(options)} options")
         prompt += "\nOptions:\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options))
-    answer_format = getattr(source.answer_format, "value", source.answer_format)
-    answer = _answer(record[columns.answer], options, answer_format)
-    question_id = str(record[columns.id]) if columns.id else f"{split}-{row}"
-    return Question(question_id, row, prompt, answer,
-                    split_name(record[columns.split]) if columns.split else None, options)
+    answer = _answer(record[columns["answer"]], options, form.answer_format)
+    question_id = str(record[columns["id"]]) if columns["id"] else f"{split}-{row}"
+    split_value = split_name(record[columns["split"]]) if columns["split"] else None
+    return Question(question_id, row, prompt, answer, split_value, options)
+
+
+def text_records(form: RowFormat, split: SplitSource) -> dict[int, dict]:
+    """Row -> its non-image columns, for the rows kept (read column by column, not row by row)."""
+    names = sorted({c for key, c in form.columns.items() if c and key != "image"})
+    table = split.dataset.select_columns(names).to_dict()
+    return {row: {name: table[name][row] for name in names} for row in split.rows}
+
+
+def iter_images(split: SplitSource, image_column: str, rows: list[int],
+                batch: int = 64) -> Iterator[tuple[int, bytes | RowError]]:
+    """(row, image bytes or why there are none) for `rows`, read in batches."""
+    images = split.dataset.select_columns([image_column])
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        for row, value in zip(chunk, images.select(chunk)[image_column]):
+            try:
+                yield row, image_bytes(value)
+            except RowError as error:
+                yield row, error
+
+
+def identify_images(split: SplitSource, image_column: str) -> None:
+    """Fill split.images with every kept row's (hash, extension), or why it is unreadable."""
+    todo = [row for row in split.rows if row not in split.images]
+    rows = progress(iter_images(split, image_column, todo), f"hashing {split.label}", len(todo))
+    for row, data in rows:
+        try:
+            if isinstance(data, RowError):
+                raise data
+            split.images[row] = image_identity(data)
+        except RowError as error:
+            split.images[row] = str(error)
 
 
 def image_bytes(value: Any) -> bytes:

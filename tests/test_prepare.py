@@ -183,6 +183,24 @@ def test_rerun_restores_what_is_missing_and_otherwise_writes_nothing(make_config
     assert all(path.stat().st_mtime_ns == before[path] for path in untouched)
 
 
+def test_a_killed_preparation_resumes_without_rewriting_images(make_config, sources, tmp_path,
+                                                               monkeypatch):
+    root = tmp_path / "chartqa"
+    cfg = chartqa(make_config, sources, root)
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare, "_pool", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    written = {path: path.stat().st_mtime_ns for path in (root / "images").iterdir()}
+    assert len(written) == 4 + 4 + 6 and not prepare.complete(cfg)  # train: 6 distinct charts
+    monkeypatch.undo()
+    assert run(cfg)["pool_images"] == 6 and prepare.complete(cfg)
+    assert {path: path.stat().st_mtime_ns for path in written} == written
+
+
 def test_another_recipe_replaces_what_an_earlier_one_left(make_config, sources, tmp_path):
     root = tmp_path / "ai2d"
     run(ai2d(make_config, sources, root))
