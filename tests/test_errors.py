@@ -44,6 +44,13 @@ def test_missing_config_value_is_one_message_naming_the_key(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_config_composition_error_names_the_key_without_traceback(tmp_path):
+    result = run_app(tmp_path, "outcom=stop")  # a typo
+    assert result.returncode == 1
+    assert "outcom" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
+
+
 def test_traceback_comes_back_with_hydra_full_error(tmp_path):
     result = run_app(tmp_path, "outcome=user", full_error=True)
     assert result.returncode == 1
