@@ -61,6 +61,7 @@ def test_logs_are_redacted_once_a_key_is_used(monkeypatch, caplog, make_config):
     make_clients(cfg.backend, cfg.backend.base_url, 1)
     with caplog.at_level(logging.INFO):
         logging.getLogger("mmgen.test").warning("server said: %s", f"bad key {secret}")
+        logging.getLogger("mmgen.test").info("a bad format %d", "x")  # must not raise here
     assert secret not in caplog.text and f"bad key {REDACTED}" in caplog.text
 
 

@@ -56,7 +56,10 @@ class _RedactingRecords:
 
     def __call__(self, *args, **kwargs) -> logging.LogRecord:
         record = self.make_record(*args, **kwargs)
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError, KeyError):  # a bad format: logging reports it on emit
+            return record
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
