@@ -40,8 +40,9 @@ def write_splits(folder: Path, features, rows_by_split: dict[str, dict[str, list
 
 def chartqa_features():
     """HuggingFaceM4/ChartQA's features, as its card lists them."""
-    from datasets import ClassLabel, Features, List, Value
+    from datasets import ClassLabel, Features, Value
     from datasets import Image as ImageFeature
+    from datasets import Sequence as List  # datasets 2.x: Sequence; 4+: List (the same here)
 
     return Features({"image": ImageFeature(), "query": Value("string"),
                      "label": List(Value("string")),
@@ -68,8 +69,9 @@ def write_chartqa(folder: Path) -> Path:
 
 def ai2d_features():
     """lmms-lab/ai2d's features, as its card lists them."""
-    from datasets import Features, List, Value
+    from datasets import Features, Value
     from datasets import Image as ImageFeature
+    from datasets import Sequence as List  # datasets 2.x: Sequence; 4+: List (the same here)
 
     return Features({"question": Value("string"), "options": List(Value("string")),
                      "answer": Value("string"), "image": ImageFeature()})
