@@ -220,6 +220,10 @@ def test_samples_keep_each_split_in_proportion():
 @pytest.mark.parametrize(("text", "options"), [
     ("Where is it? Available options:\nA. Northeast\nB. Northwest\nC. Southwest\nD. Southeast.",
      ["Northeast", "Northwest", "Southwest", "Southeast"]),
+    (("Which object is in the Northeast of R? Available options: A. B, B. C, C. None of the "
+     "Options"), ["B", "C", "None of the Options"]),  # options that are letters themselves
+    (("Where? Available options: A. North, B. Northeast, C. Southwest, D. Northwest, E. Cannot "
+     "be determined"), ["North", "Northeast", "Southwest", "Northwest", "Cannot be determined"]),
     ("How many shops? (A) 3 (B) 0 (C) 12.5", ["3", "0", "12.5"]),
     ("Options: A) left B) right\nAnswer with the letter.", ["left", "right"]),
     ("Is Plan B. better than plan A?", None),  # letters in prose are not options

@@ -112,10 +112,10 @@ def spatial_rows(task: str, maps: list[int], questions_per_map: int = 2) -> dict
         for question in range(questions_per_map):
             right = (number + question) % 4
             rows["id"].append(f"{task}.vqa.{number}.{question}")
-            rows["text"].append(
+            rows["text"].append(  # SpatialEval lists options inline: "A. North, B. ..."
                 f"This map shows shops; each has a name.\nIn which direction is Shop {question} "
-                f"relative to Cafe {number}? Available options:\n"
-                + "\n".join(f"{'ABCD'[i]}. {d}" for i, d in enumerate(DIRECTIONS)) + ".")
+                f"relative to Cafe {number}? Available options: "
+                + ", ".join(f"{'ABCD'[i]}. {d}" for i, d in enumerate(DIRECTIONS)) + ".")
             rows["image"].append(cell(image(number)))
             rows["oracle_answer"].append(DIRECTIONS[right])
             rows["oracle_option"].append("ABCD"[right])
