@@ -16,7 +16,11 @@ so nothing evaluated is trained on or retrieved.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import inspect
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -70,11 +74,21 @@ def compute(cfg: DictConfig, work_dir: Path) -> dict:
 
 
 def recipe(cfg: DictConfig) -> dict:
-    """Everything that shapes the prepared files."""
+    """Everything that shapes the prepared files, the code that writes them included."""
     dataset = cfg.dataset
     return {"source": OmegaConf.to_container(dataset.source, resolve=True, enum_to_str=True),
             "seed": cfg.seed, "description": dataset.description, "metric": _metric(cfg),
-            "files": {role: dataset[role] for role in (*ROLES, "pool")}}
+            "files": {role: dataset[role] for role in (*ROLES, "pool")}, "code": _code_digest()}
+
+
+@functools.cache
+def _code_digest() -> str:
+    """Digest of the modules that turn rows into files: an edit there prepares again."""
+    from mmgen import prepare_files, prepare_rows
+
+    sources = [inspect.getsource(module) for module in (sys.modules[__name__], prepare_rows,
+                                                         prepare_files)]
+    return hashlib.sha256("\0".join(sources).encode()).hexdigest()[:16]
 
 
 def prepared(cfg: DictConfig) -> dict | None:
@@ -89,8 +103,14 @@ def prepared(cfg: DictConfig) -> dict | None:
     if any(not (root / name).is_file() or file_digest(root / name) != digest
            for name, digest in manifest.get("files", {}).items()):
         return None
-    folders = {IMAGES: listing(root / IMAGES), cfg.dataset.pool: listing(root / cfg.dataset.pool)}
-    return manifest if manifest.get("folders") == folders else None
+    return manifest if manifest.get("folders") == _folders(cfg) else None
+
+
+def _folders(cfg: DictConfig) -> dict[str, str]:
+    """Listings of the folders prepare owns: images/, and the pool when it prepares one."""
+    root = Path(cfg.dataset.root)
+    owned = [IMAGES] + ([cfg.dataset.pool] if cfg.dataset.source.pool.split else [])
+    return {folder: listing(root / folder) for folder in owned}
 
 
 def complete(cfg: DictConfig) -> bool:
@@ -130,8 +150,9 @@ def validate(cfg: DictConfig) -> None:
             raise UserError(f"dataset.source.{role}.split is set but dataset.{role} is null: name "
                             f"the file (or folder) it is written to, relative to dataset.root")
         if role == "pool" and spec.split and not _plain_folder(cfg.dataset.pool):
-            raise UserError(f"dataset.pool='{cfg.dataset.pool}' must be a folder name when "
-                            "dataset.source.pool.split is set: prepare writes the images there")
+            raise UserError(f"dataset.pool='{cfg.dataset.pool}' must name a folder inside "
+                            "dataset.root when dataset.source.pool.split is set: prepare writes "
+                            "the pool images there")
         if spec.count is not None and spec.count < 1:
             raise UserError(f"dataset.source.{role}.count={spec.count} must be at least 1, or "
                             "null for all")
@@ -146,8 +167,11 @@ def validate(cfg: DictConfig) -> None:
 # --- preparing -----------------------------------------------------------------------------
 
 def _plain_folder(name: str) -> bool:
-    """True for a folder path, not a list file, tar shards or an hf:// pool."""
-    return "://" not in name and not any(c in name for c in "{}") and not Path(name).suffix
+    """True for a folder inside dataset.root: not absolute, no '..', not a list file, tar
+    shards or an hf:// pool."""
+    path = Path(name)
+    return ("://" not in name and not any(c in name for c in "{}") and not path.suffix
+            and not path.is_absolute() and ".." not in path.parts)
 
 
 def _metric(cfg: DictConfig) -> str | None:
@@ -162,8 +186,8 @@ def _check_ours(cfg: DictConfig) -> None:
         return
     names = [cfg.dataset[role] for role in ROLES if cfg.dataset[role]]
     taken = [name for name in names if (root / name).exists()]
-    taken += [name for name in (cfg.dataset.pool, IMAGES)
-              if (root / name).is_dir() and any((root / name).iterdir())]
+    taken += [name for name in _folders(cfg) if (root / name).is_dir()
+              and any((root / name).iterdir())]
     if taken:
         raise UserError(f"dataset.root '{root}' already holds {', '.join(taken)}, not written by "
                         "mmgen.prepare: move them away, set dataset.root to a new folder, or use "
@@ -241,7 +265,7 @@ def _prepare(cfg: DictConfig) -> dict:
     write_json(root / MANIFEST, {"recipe": recipe(cfg), "state": "preparing"})  # root is ours:
     splits, skips, counts = Splits(source), [], {}                               # a rerun resumes
     eval_images: set[str] = set()
-    files, kept_images = {}, set()
+    written, kept_images = [], set()
     for role in ROLES:
         if not source[role].split:
             continue
@@ -251,16 +275,17 @@ def _prepare(cfg: DictConfig) -> dict:
         chosen = [usable[p] for p in positions]
         write_images(split, source.columns.image, root / IMAGES, root / cfg.dataset.pool,
                      {image: q.row for q, image in chosen}, role)
-        files[_write_questions(cfg, role, chosen)] = None
+        written.append(_write_questions(cfg, role, chosen))
         kept_images.update(image for _, image in chosen)
         if role == "eval":
             eval_images = {image.split(".")[0] for _, image in chosen}
         counts[f"{role}_questions"] = len(chosen)
         if role != "eval":
             counts[f"{role}_dropped_for_eval_images"] = dropped
-    pool_files = _pool(cfg, splits, eval_images, skips, counts) if source.pool.split else {}
-    counts["stale_files_removed"] = (prune(root / IMAGES, kept_images)
-                                     + prune(root / cfg.dataset.pool, set(pool_files)))
+    counts["stale_files_removed"] = prune(root / IMAGES, kept_images)
+    if source.pool.split:  # only a pool prepare writes is ever pruned
+        pool_files = _pool(cfg, splits, eval_images, skips, counts)
+        counts["stale_files_removed"] += prune(root / cfg.dataset.pool, set(pool_files))
     counts["rows_skipped"] = len(skips)
     for skip in skips[:SKIPS_LISTED]:
         log.warning("skipped %s row %d of %s: %s", skip["file"], skip["row"], skip["source"],
@@ -268,9 +293,8 @@ def _prepare(cfg: DictConfig) -> dict:
     manifest = {"recipe": recipe(cfg), "counts": counts,
                 "skipped_by_file": dict(Counter(skip["file"] for skip in skips)),
                 "skipped": skips[:SKIPS_LISTED],
-                "files": {name: file_digest(root / name) for name in files},
-                "folders": {IMAGES: listing(root / IMAGES),
-                            cfg.dataset.pool: listing(root / cfg.dataset.pool)}}
+                "files": {name: file_digest(root / name) for name in written},
+                "folders": _folders(cfg)}
     write_json(root / MANIFEST, manifest)
     log.info("prepared %s: %s", root, ", ".join(f"{k} {v}" for k, v in counts.items()))
     return manifest

@@ -201,6 +201,17 @@ def test_a_killed_preparation_resumes_without_rewriting_images(make_config, sour
     assert {path: path.stat().st_mtime_ns for path in written} == written
 
 
+def test_a_pool_prepare_does_not_make_is_never_touched(make_config, sources, tmp_path):
+    own_pool = tmp_path / "my_pool"
+    own_pool.mkdir()
+    (own_pool / "mine.png").write_bytes(benchmarks.image(7))
+    root = tmp_path / "chartqa"
+    run(chartqa(make_config, sources, root))
+    stats = run(chartqa(make_config, sources, root, f"dataset.pool={own_pool}",
+                        "dataset.source.pool.split=null"))
+    assert "pool_images" not in stats and [p.name for p in own_pool.iterdir()] == ["mine.png"]
+
+
 def test_another_recipe_replaces_what_an_earlier_one_left(make_config, sources, tmp_path):
     root = tmp_path / "ai2d"
     run(ai2d(make_config, sources, root))
@@ -241,7 +252,8 @@ def test_options_are_read_from_question_text(text, options):
     (["dataset.source.answer_format=option_letter", "dataset.source.options_in_question=true"],
      "rows of"),
     (["dataset.source.reference.count=0"], "must be at least 1"),
-    (["dataset.pool=pool.txt"], "must be a folder name"),
+    (["dataset.pool=pool.txt"], "must name a folder inside dataset.root"),
+    (["dataset.pool=/somewhere/else"], "must name a folder inside dataset.root"),
 ])
 def test_bad_sources_fail_naming_the_key(make_config, sources, tmp_path, overrides, message):
     cfg = chartqa(make_config, sources, tmp_path / "root", *overrides)
