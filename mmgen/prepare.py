@@ -38,18 +38,8 @@ from mmgen.contracts import (
 )
 from mmgen.errors import UserError
 from mmgen.prepare_files import IMAGES, listing, prune, sample, sample_record, write_images
-from mmgen.prepare_rows import (
-    Question,
-    RowError,
-    RowFormat,
-    SplitSource,
-    identify_images,
-    is_local,
-    open_split,
-    split_namer,
-    text_records,
-    to_question,
-)
+from mmgen.prepare_rows import Question, is_local
+from mmgen.prepare_select import Splits, pool_images, usable_questions
 from mmgen.stage import file_digest, launch
 
 log = logging.getLogger(__name__)
@@ -84,10 +74,10 @@ def recipe(cfg: DictConfig) -> dict:
 @functools.cache
 def _code_digest() -> str:
     """Digest of the modules that turn rows into files: an edit there prepares again."""
-    from mmgen import prepare_files, prepare_rows
+    from mmgen import prepare_files, prepare_rows, prepare_select
 
-    sources = [inspect.getsource(module) for module in (sys.modules[__name__], prepare_rows,
-                                                         prepare_files)]
+    modules = (sys.modules[__name__], prepare_rows, prepare_files, prepare_select)
+    sources = [inspect.getsource(module) for module in modules]
     return hashlib.sha256("\0".join(sources).encode()).hexdigest()[:16]
 
 
@@ -194,60 +184,6 @@ def _check_ours(cfg: DictConfig) -> None:
                         "them as they are with dataset.source=null")
 
 
-class Splits:
-    """Each split a role reads, opened once (train and pool usually share one)."""
-
-    def __init__(self, source: DictConfig):
-        self.source, self.opened = source, {}
-
-    def get(self, role: str) -> SplitSource:
-        spec = self.source[role]
-        path, name = (spec.path, spec.name) if spec.path else (self.source.path, self.source.name)
-        if (path, name, spec.split) not in self.opened:
-            self.opened[path, name, spec.split] = open_split(
-                self.source, path, name, spec.split, f"dataset.source.{role}")
-        return self.opened[path, name, spec.split]
-
-
-def _questions(cfg: DictConfig, role: str, split: SplitSource, excluded: set[str],
-               skips: list[dict]) -> tuple[list[tuple[Question, str]], int]:
-    """The role's usable questions with their image file names; and how many were dropped for
-    showing an eval image."""
-    source = cfg.dataset.source
-    form = RowFormat.of(source)
-    records = text_records(form, split)
-    identify_images(split, form.columns["image"])
-    name_split = split_namer(source, split.dataset)
-    usable, dropped, first_row_of = [], 0, {}
-    for row in split.rows:
-        try:
-            question = to_question(form, records[row], row, source[role].split, name_split)
-            identity = split.images[row]
-            if isinstance(identity, str):
-                raise RowError(identity)
-        except RowError as error:
-            skips.append({"file": role, "source": split.label, "row": row, "reason": str(error)})
-            continue
-        if question.id in first_row_of:
-            raise UserError(f"dataset.source.columns.id: id '{question.id}' is on rows "
-                            f"{first_row_of[question.id]} and {row} of {split.label}")
-        first_row_of[question.id] = row
-        if identity[0] in excluded:
-            dropped += 1
-            continue
-        usable.append((question, identity[0] + identity[1]))
-    unreadable = [skip for skip in skips if skip["file"] == role]
-    if len(unreadable) > len(usable) + dropped:  # most rows: a wrong mapping, not bad rows
-        raise UserError(f"dataset.source.{role}: {len(unreadable)} of {len(split.rows)} rows of "
-                        f"{split.label} cannot be read, e.g. row {unreadable[0]['row']}: "
-                        f"{unreadable[0]['reason']}; check dataset.source.columns and "
-                        "answer_format")
-    if not usable:
-        raise UserError(f"dataset.source.{role}: every question of {split.label} shows an eval "
-                        "image; read it from another split")
-    return usable, dropped
-
-
 def _write_questions(cfg: DictConfig, role: str, chosen: list[tuple[Question, str]]) -> str:
     """Write one question file; returns its name relative to dataset.root."""
     name, path = cfg.dataset[role], Path(cfg.dataset.root) / cfg.dataset[role]
@@ -270,7 +206,7 @@ def _prepare(cfg: DictConfig) -> dict:
         if not source[role].split:
             continue
         split = splits.get(role)
-        usable, dropped = _questions(cfg, role, split, eval_images, skips)
+        usable, dropped = usable_questions(cfg, role, split, eval_images, skips)
         positions = sample([q.split for q, _ in usable], source[role].count, cfg.seed, role)
         chosen = [usable[p] for p in positions]
         write_images(split, source.columns.image, root / IMAGES, root / cfg.dataset.pool,
@@ -284,7 +220,11 @@ def _prepare(cfg: DictConfig) -> dict:
             counts[f"{role}_dropped_for_eval_images"] = dropped
     counts["stale_files_removed"] = prune(root / IMAGES, kept_images)
     if source.pool.split:  # only a pool prepare writes is ever pruned
-        pool_files = _pool(cfg, splits, eval_images, skips, counts)
+        split = splits.get("pool")
+        pool_files, dropped = pool_images(cfg, split, eval_images, skips)
+        write_images(split, source.columns.image, root / cfg.dataset.pool, root / IMAGES,
+                     pool_files, "pool")
+        counts["pool_images"], counts["pool_dropped_for_eval_images"] = len(pool_files), dropped
         counts["stale_files_removed"] += prune(root / cfg.dataset.pool, set(pool_files))
     counts["rows_skipped"] = len(skips)
     for skip in skips[:SKIPS_LISTED]:
@@ -298,32 +238,6 @@ def _prepare(cfg: DictConfig) -> dict:
     write_json(root / MANIFEST, manifest)
     log.info("prepared %s: %s", root, ", ".join(f"{k} {v}" for k, v in counts.items()))
     return manifest
-
-
-def _pool(cfg: DictConfig, splits: Splits, eval_images: set[str], skips: list[dict],
-          counts: dict) -> dict[str, int]:
-    """Write the pool: the distinct images of source.pool's rows, sampled by seed."""
-    split, image_column = splits.get("pool"), cfg.dataset.source.columns.image
-    first_row: dict[str, int] = {}
-    dropped = 0
-    identify_images(split, image_column)
-    for row in split.rows:
-        identity = split.images[row]
-        if isinstance(identity, str):
-            skips.append({"file": "pool", "source": split.label, "row": row, "reason": identity})
-        elif identity[0] in eval_images:
-            dropped += 1
-        else:
-            first_row.setdefault(identity[0] + identity[1], row)
-    names = list(first_row)
-    chosen = {names[p]: first_row[names[p]]
-              for p in sample([None] * len(names), cfg.dataset.source.pool.count, cfg.seed, "pool")}
-    if not chosen:
-        raise UserError(f"dataset.source.pool: no usable image in {split.label}")
-    root = Path(cfg.dataset.root)
-    write_images(split, image_column, root / cfg.dataset.pool, root / IMAGES, chosen, "pool")
-    counts["pool_images"], counts["pool_dropped_for_eval_images"] = len(chosen), dropped
-    return chosen
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

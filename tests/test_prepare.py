@@ -191,7 +191,7 @@ def test_a_killed_preparation_resumes_without_rewriting_images(make_config, sour
     def killed(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepare, "_pool", killed)
+    monkeypatch.setattr(prepare, "pool_images", killed)
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     written = {path: path.stat().st_mtime_ns for path in (root / "images").iterdir()}
@@ -282,7 +282,8 @@ def declare_prepare(monkeypatch) -> None:
     monkeypatch.setitem(stages.STAGES, "prepare", stages.Stage(
         "prepare", "mmgen.prepare:compute", ("prepare.json",), keys=("dataset", "seed"),
         inputs="mmgen.prepare:input_digests", shared=False, validate=("mmgen.prepare:validate",),
-        complete="mmgen.prepare:complete", code=("mmgen.prepare_rows", "mmgen.prepare_files")))
+        complete="mmgen.prepare:complete",
+        code=("mmgen.prepare_rows", "mmgen.prepare_files", "mmgen.prepare_select")))
     monkeypatch.setitem(stages.STAGES, "partition", dataclasses.replace(
         stages.STAGES["partition"], upstream="mmgen.prepare:partition_upstream"))
 
