@@ -90,7 +90,11 @@ def open_split(source: DictConfig, path: str, name: str | None, split: str,
                         "there (its parquet files under the hub's split names) or fix the path")
     try:
         dataset = datasets.load_dataset(path, name, split=split)
-    except (ValueError, FileNotFoundError, ConnectionError) as error:
+    except ConnectionError as error:
+        raise UserError(f"{key}: cannot load {label}: {error}. Load it once with network (it is "
+                        "then cached; HF_HUB_OFFLINE=1 reads the cache), or set the path to a "
+                        "local copy") from None
+    except (ValueError, FileNotFoundError) as error:
         raise UserError(f"{key}: cannot load {label}: {error}") from None
     columns = source.columns
     for column_key in ("image", "question", "answer", "options", "split", "id"):

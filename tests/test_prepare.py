@@ -262,6 +262,18 @@ def test_bad_sources_fail_naming_the_key(make_config, sources, tmp_path, overrid
     assert message in str(raised.value)
 
 
+def test_an_unreachable_hub_says_how_to_work_offline(make_config, sources, tmp_path,
+                                                     monkeypatch):
+    import datasets
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # as with no network at all
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cfg = chartqa(make_config, sources, tmp_path / "root", "dataset.source.path=nobody/nothing")
+    with pytest.raises(UserError, match="Couldn't reach 'nobody/nothing'.*Load it once with"):
+        run(cfg)
+
+
 def test_inputs_made_by_hand_are_never_overwritten(make_config, sources, tmp_path):
     root = tmp_path / "by_hand"
     root.mkdir()
