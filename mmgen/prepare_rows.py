@@ -108,7 +108,7 @@ def open_split(source: DictConfig, path: str, name: str | None, split: str,
     dataset = dataset.cast_column(columns.image, datasets.Image(decode=False))
     rows = list(range(len(dataset)))
     if source.id_prefix:
-        ids = dataset[columns.id]
+        ids = dataset.select_columns([columns.id]).to_dict()[columns.id]  # one read, not per row
         rows = [row for row in rows if str(ids[row]).startswith(source.id_prefix)]
         if not rows:
             raise UserError(f"dataset.source.id_prefix: no row of {label} has an id starting with "
