@@ -4,7 +4,8 @@ conf/ stays at the top of the repository (the design card) but must ship with th
 installed mmgen has no config tree: the build maps it to mmgen/conf, where mmgen.CONF_DIR looks
 first. pyproject.toml alone cannot add a mapped package to automatic discovery.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
-setup(packages=[*find_packages(include=["mmgen", "mmgen.*"]), "mmgen.conf"],
+# namespace discovery, as pyproject's own: a folder without __init__.py still ships
+setup(packages=[*find_namespace_packages(include=["mmgen", "mmgen.*"]), "mmgen.conf"],
       package_dir={"mmgen.conf": "conf"})
