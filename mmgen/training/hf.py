@@ -110,10 +110,9 @@ class HFTrainer(Trainer):
         encoder.tokenizer.padding_side = "right"  # as HFScorer.load: positions as unpadded
         return encoder
 
-    def peft_model(self):
-        """The base model in the training dtype with fresh LoRA adapters on `lora.target_modules`."""
+    def base_model(self):
+        """The model to adapt, loaded by `model_class` in the training dtype."""
         import transformers
-        from peft import LoraConfig, get_peft_model
 
         model_class = transformers.AutoModelForImageTextToText
         if self.model_class:
@@ -122,13 +121,20 @@ class HFTrainer(Trainer):
                 raise UserError(f"train.trainer.model_class '{self.model_class}' is not a class "
                                 f"in transformers {transformers.__version__}")
         try:
-            model = model_class.from_pretrained(self.model_path, dtype=self.dtype)
+            return model_class.from_pretrained(self.model_path, dtype=self.dtype)
         except OSError as err:
-            raise UserError(f"train.trainer.model '{self.model_path}' could not be loaded: {err}")
+            raise UserError(f"train.trainer.model '{self.model_path}' could not be loaded: "
+                            f"{err}") from err
+
+    def peft_model(self):
+        """The base model with fresh LoRA adapters on the layers `lora.target_modules` matches."""
+        from peft import LoraConfig, get_peft_model
+
         config = LoraConfig(r=self.lora["r"], lora_alpha=self.lora["alpha"],
                             lora_dropout=self.lora["dropout"],
                             target_modules=self.lora["target_modules"],
                             modules_to_save=self.lora.get("modules_to_save"), task_type="CAUSAL_LM")
+        model = self.base_model()
         try:
             return get_peft_model(model, config)
         except ValueError as err:  # no module matched the pattern
