@@ -41,13 +41,13 @@ from mmgen.contracts import (
     write_jsonl,
 )
 from mmgen.errors import StageStop
-from mmgen.runner import fingerprint
+from mmgen.runner import code_digest, fingerprint
 from mmgen.scoring import build_scorer
 from mmgen.scoring.checks import CHECK_NAMES, apply_checks
-from mmgen.stage import file_digests, launch, out_dir
+from mmgen.stage import file_digest, file_digests, launch, out_dir
+from mmgen.stages import STAGES
 
 log = logging.getLogger(__name__)
-SELECTIONS = ("high", "low", "random")
 SHARD_NAME = re.compile(r"scores\.shard-(\d+)-of-(\d+)\.jsonl$")
 
 
@@ -72,23 +72,6 @@ def input_digests(cfg: DictConfig) -> dict[str, str]:
     return file_digests([out_dir(cfg) / "data.json"])
 
 
-def validate(cfg: DictConfig) -> None:
-    """The filter's preflight: checks that need no generated data."""
-    check_selection(cfg)
-
-
-def check_selection(cfg: DictConfig) -> None:
-    """Fail fast on a selection the filter cannot make."""
-    if cfg.filter.select not in SELECTIONS:
-        raise ValueError(f"filter.select '{cfg.filter.select}' is not one of "
-                         f"{', '.join(SELECTIONS)}")
-    if not 0.0 <= cfg.filter.keep_fraction <= 1.0:
-        raise ValueError(f"filter.keep_fraction {cfg.filter.keep_fraction} must lie in 0..1")
-    if not 0 <= cfg.shard.index < cfg.shard.count:
-        raise ValueError(f"shard.index {cfg.shard.index} must lie in 0..shard.count-1 "
-                         f"(shard.count={cfg.shard.count})")
-
-
 def checked_samples(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
     """data.json's samples that pass the cheap checks, and the check that removed each other id."""
     dataset = load_dataset(out_dir(cfg) / "data.json")
@@ -96,9 +79,11 @@ def checked_samples(cfg: DictConfig) -> tuple[list[dict], dict[str, str]]:
 
 
 def scoring_key(cfg: DictConfig) -> str:
-    """Identifies what shard files hold: the data, the checks and the scorer (not the selection)."""
-    data_digest = hashlib.sha256((out_dir(cfg) / "data.json").read_bytes()).hexdigest()
-    payload = {"generate": fingerprint(cfg, "generate"), "data": data_digest,
+    """Identifies what shard files hold: the data, the checks and the scorer, its code included
+    (not the selection)."""
+    payload = {"generate": fingerprint(cfg, "generate"),
+               "data": file_digest(out_dir(cfg) / "data.json"),
+               "code": code_digest(STAGES["filter"]),
                "scorer": OmegaConf.to_container(cfg.filter.scorer, resolve=True),
                "checks": OmegaConf.to_container(cfg.filter.checks, resolve=True)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

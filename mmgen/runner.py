@@ -35,9 +35,12 @@ log = logging.getLogger(__name__)
 TEMP_SUFFIXES = (".tmp", ".placing", ".partial-write")  # left behind by a killed write
 
 
-def run(cfg: DictConfig, target: str) -> Path:
-    """Bring `target` and every stage it needs up to date; returns out_dir."""
-    stages = plan(cfg, target)
+def run(cfg: DictConfig, target: str, alone: bool = False) -> Path:
+    """Bring `target` and every stage it needs up to date; returns out_dir.
+
+    alone=True runs `target` only, taking its upstream results as they are in out_dir (tests,
+    and upstream files made by hand)."""
+    stages = [target] if alone or cfg.only else plan(cfg, target)
     check_config(cfg)
     ensure_dataset(cfg)
     preflight(cfg, stages)

@@ -45,9 +45,14 @@ class Stage:
 
 EVAL_KEYS = ("evaluate", "dataset.eval", "dataset.metric")
 STAGES: dict[str, Stage] = {stage.name: stage for stage in [
+    # writes a benchmark's files at dataset.root from its Hugging Face dataset (dataset.source)
+    Stage("prepare", "mmgen.prepare:compute", ("prepare.json",), keys=("dataset", "seed"),
+          inputs="mmgen.prepare:input_digests", shared=False,
+          validate=("mmgen.prepare:validate",), complete="mmgen.prepare:complete",
+          code=("mmgen.prepare_rows", "mmgen.prepare_files", "mmgen.prepare_select")),
     Stage("partition", "mmgen.partition:compute", ("task.json", "partition.json"),
-          keys=("dataset", "clip", "refset", "seed", "task_file"), inputs="mmgen.partition:input_digests",
-          code=("mmgen.clip",)),
+          upstream="mmgen.prepare:partition_upstream", inputs="mmgen.partition:input_digests",
+          keys=("dataset", "clip", "refset", "seed", "task_file"), code=("mmgen.clip",)),
     Stage("retrieve", "mmgen.retrieve:compute", ("task.json",), upstream=("partition",),
           keys=("retrieval", "caps_per_image", "total_gen"), inputs="mmgen.retrieve:input_digests",
           before="mmgen.retrieve:embed_shard", code=("mmgen.retrievers", "mmgen.topk")),
@@ -59,15 +64,16 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     Stage("generate", "mmgen.generate:compute", ("generations.jsonl", "data.json"),
           upstream=("prompts",), shared=False, complete="mmgen.generate:nothing_pending",
           keys=("backend.model", "backend.deployment", "min_gen_per_candidate", "generate"),
-          validate=("mmgen.vlm.client:validate",)),
+          validate=("mmgen.vlm.client:validate",), code=("mmgen.modes", "mmgen.vlm.resume")),
     # filter.batch_size and filter.device only change speed, so they are left out
     Stage("filter", "mmgen.filter:compute", ("filtered.json", "scores.jsonl"),
           upstream=("generate",), inputs="mmgen.filter:input_digests",
           before="mmgen.filter:score_own_shard",
           keys=("filter.scorer", "filter.checks", "filter.keep_fraction", "filter.select",
-                "seed"), validate=("mmgen.filter:validate",), code=("mmgen.scoring.checks",)),
+                "seed"), validate=("mmgen.scoring:validate",),
+          code=("mmgen.scoring", "mmgen.scoring.checks", "mmgen.scoring.hf", "mmgen.scoring.demo")),
     Stage("export", "mmgen.export:compute", "mmgen.export:outputs", upstream=("filter",),
-          keys=("export",), shared=False),
+          keys=("export",), shared=False, code=("mmgen.modes",)),
     # the closed loop: train the target model on the data, score it and the base model
     Stage("train", "mmgen.train:compute", "mmgen.train:outputs", upstream="mmgen.train:upstream",
           keys=("train", "seed"), inputs="mmgen.train:inputs", shared=False,

@@ -3,10 +3,7 @@ upstream stages would have written (task.json, prompts.jsonl, generations.jsonl,
 stats.json), in the brief's shapes, with a few samples that the cheap checks must remove."""
 from __future__ import annotations
 
-import importlib
 import random
-import sys
-import types
 from pathlib import Path
 
 from mmgen.contracts import read_json, write_dataset, write_json, write_jsonl, write_task
@@ -22,19 +19,6 @@ BAD_ITEMS = {
                "A": "purple"},
     "length": {"Q": "What is the title of the chart?", "A": "x" * 5000},
 }
-
-
-def stub_generate(monkeypatch) -> None:
-    """The upstream stages' files come from write_upstream, so generate.run does nothing."""
-    try:
-        generate = importlib.import_module("mmgen.generate")
-    except ImportError:  # built in parallel by another issue
-        generate = types.ModuleType("mmgen.generate")
-        monkeypatch.setitem(sys.modules, "mmgen.generate", generate)
-        monkeypatch.setattr(importlib.import_module("mmgen"), "generate", generate, raising=False)
-    monkeypatch.setattr(generate, "run", lambda cfg: Path(cfg.paths.out_dir), raising=False)
-
-
 
 
 def write_upstream(out_dir: Path, demo_root: Path, captions_per_image: int = 3) -> dict:

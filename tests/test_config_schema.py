@@ -39,6 +39,7 @@ def test_a_bad_closed_choice_fails_at_compose_time_naming_the_key(key, bad):
 @pytest.mark.parametrize("override,key", [
     ("total_gen=0", "total_gen"), ("min_gen_per_candidate=-1", "min_gen_per_candidate"),
     ("filter.keep_fraction=1.5", "filter.keep_fraction"),
+    ("filter.keep_fraction=0", "filter.keep_fraction"), ("icl.max_turn_chars=0", "icl.max_turn_chars"),
     ("generate.jpeg_quality=500", "generate.jpeg_quality"),
     ("shard.index=2", "shard.index")])
 def test_an_out_of_range_value_fails_before_any_stage(tmp_path, override, key):

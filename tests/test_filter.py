@@ -5,16 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from curation_data import BAD_ITEMS, stub_generate, write_upstream
+from curation_data import BAD_ITEMS, write_upstream
 
-from mmgen import filter as filter_stage
+from mmgen import runner
 from mmgen.contracts import iter_jsonl, load_dataset, read_json
+from mmgen.errors import StageStop
 from mmgen.scoring.demo import DemoTargetScorer
-
-
-@pytest.fixture(autouse=True)
-def upstream_done(monkeypatch):
-    stub_generate(monkeypatch)
 
 
 @pytest.fixture
@@ -41,7 +37,7 @@ def test_filter_keeps_the_highest_losses_and_counts_removals(make_config, curati
     out = tmp_path / "out"
     counts = write_upstream(out, curation_demo_root)
     cfg = configure(make_config, curation_demo_root, out)
-    filter_stage.run(cfg)
+    runner.run(cfg, "filter", alone=True)
 
     stats = read_json(out / "stats.json")["filter"]
     assert stats["removed"] == {"length": 1, "choice": 1, "numeric": 1, "duplicate_exact": 1,
@@ -66,11 +62,11 @@ def test_identical_rerun_and_new_keep_fraction_do_not_rescore(make_config, curat
                                                               scored_counts):
     out = tmp_path / "out"
     write_upstream(out, curation_demo_root)
-    filter_stage.run(configure(make_config, curation_demo_root, out))
+    runner.run(configure(make_config, curation_demo_root, out), "filter", alone=True)
     first_calls = len(scored_counts)
-    filter_stage.run(configure(make_config, curation_demo_root, out))
+    runner.run(configure(make_config, curation_demo_root, out), "filter", alone=True)
     assert len(scored_counts) == first_calls  # fresh: nothing ran
-    filter_stage.run(configure(make_config, curation_demo_root, out, "filter.keep_fraction=0.25"))
+    runner.run(configure(make_config, curation_demo_root, out, "filter.keep_fraction=0.25"), "filter", alone=True)
     assert len(scored_counts) == first_calls  # scores reused from scores.shard-0-of-1.jsonl
     kept = load_dataset(out / "filtered.json")["samples"]
     assert len(kept) == round(0.25 * read_json(out / "stats.json")["filter"]["scored"])
@@ -80,7 +76,7 @@ def test_identical_rerun_and_new_keep_fraction_do_not_rescore(make_config, curat
 def test_low_and_random_selection(make_config, curation_demo_root, tmp_path, select):
     out = tmp_path / "out"
     write_upstream(out, curation_demo_root)
-    filter_stage.run(configure(make_config, curation_demo_root, out, f"filter.select={select}"))
+    runner.run(configure(make_config, curation_demo_root, out, f"filter.select={select}"), "filter", alone=True)
     records = [r for r in iter_jsonl(out / "scores.jsonl") if r["score"] is not None]
     kept = sorted(r["score"] for r in records if r["kept"])
     dropped = sorted(r["score"] for r in records if not r["kept"])
@@ -95,14 +91,17 @@ def test_sharded_scoring_merges_to_the_unsharded_result(make_config, curation_de
                                                         scored_counts):
     whole = tmp_path / "whole"
     write_upstream(whole, curation_demo_root)
-    filter_stage.run(configure(make_config, curation_demo_root, whole))
+    runner.run(configure(make_config, curation_demo_root, whole), "filter", alone=True)
     sharded = tmp_path / "sharded"
     write_upstream(sharded, curation_demo_root)
     scored_counts.clear()
 
-    filter_stage.run(configure(make_config, curation_demo_root, sharded, "shard.count=2", "shard.index=1"))
+    with pytest.raises(StageStop, match="shard 1 of 2 scored"):
+        runner.run(configure(make_config, curation_demo_root, sharded, "shard.count=2",
+                             "shard.index=1"), "filter", alone=True)
     assert not (sharded / "filtered.json").exists()  # shard 0 is still missing
-    filter_stage.run(configure(make_config, curation_demo_root, sharded, "shard.count=2", "shard.index=0"))
+    runner.run(configure(make_config, curation_demo_root, sharded, "shard.count=2",
+                         "shard.index=0"), "filter", alone=True)
 
     shard_sizes = [len(list(iter_jsonl(sharded / f"scores.shard-{i}-of-2.jsonl"))) - 1
                    for i in range(2)]
@@ -114,20 +113,13 @@ def test_sharded_scoring_merges_to_the_unsharded_result(make_config, curation_de
     assert ids[0] == ids[1]
 
 
-def test_bad_selection_is_refused_with_the_key_name(make_config, curation_demo_root, tmp_path):
-    out = tmp_path / "out"
-    write_upstream(out, curation_demo_root)
-    with pytest.raises(ValueError, match="filter.select 'highest'"):
-        filter_stage.run(configure(make_config, curation_demo_root, out, "filter.select=highest"))
-
-
 def test_checks_can_be_switched_off(make_config, curation_demo_root, tmp_path):
     out = tmp_path / "out"
     counts = write_upstream(out, curation_demo_root)
-    filter_stage.run(configure(
+    runner.run(configure(
         make_config, curation_demo_root, out, "filter.checks.exact_duplicates=false",
         "filter.checks.near_duplicates=null", "filter.checks.choices=false",
-        "filter.checks.numeric=false", "filter.checks.max_answer_chars=null"))
+        "filter.checks.numeric=false", "filter.checks.max_answer_chars=null"), "filter", alone=True)
     stats = read_json(out / "stats.json")["filter"]
     assert sum(stats["removed"].values()) == 0 and stats["scored"] == counts["samples"]
     assert json.loads((out / "scores.jsonl").read_text().splitlines()[0])["score"] is not None

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmgen import generate
+from mmgen import generate, runner
 from mmgen.contracts import load_dataset, read_json, read_log
+from mmgen.errors import StageStop
 from mmgen.vlm.client import MissingKeyError
 from mmgen.vlm.errors import FatalBackendError
 from mmgen.vlm.stub import StubServer, canned_answer
@@ -65,7 +66,7 @@ def test_demo_teacher_gives_truthful_qa(make_config, demo_root):
                       "min_gen_per_candidate=3")
     prompts = list(demo_prompt_records(demo_root, 12, wanted=3))
     write_prompts_fixture(cfg, prompts)
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     samples = load_dataset(out / "data.json")["samples"]
     assert len(samples) == 36 and len({s["id"] for s in samples}) == 36
     by_prompt = {p["id"]: p for p in prompts}
@@ -89,12 +90,12 @@ def test_demo_teacher_gives_truthful_qa(make_config, demo_root):
 def test_rerun_sends_nothing_and_rebuilds_data_without_duplicates(make_config, demo_root, stub):
     cfg = stub_config(make_config, demo_root, stub)
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 10))
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     first = (out / "data.json").read_bytes()
     assert stub.chat_count == 10
-    generate.run(cfg)
+    runner.run(cfg, "generate", alone=True)
     (out / "data.json").unlink()
-    generate.run(cfg)
+    runner.run(cfg, "generate", alone=True)
     assert stub.chat_count == 10  # nothing sent again
     assert len(read_log(out / "generations.jsonl")) == 10
     assert (out / "data.json").read_bytes() == first
@@ -115,16 +116,16 @@ def test_unreadable_image_fails_only_its_prompt_until_retried(make_config, demo_
                for index, path in enumerate(["extra/a.png", "extra/bad.png", "extra/c.png"])]
     cfg = stub_config(make_config, root, stub)
     write_prompts_fixture(cfg, prompts)
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     records = {r["id"]: r for r in read_log(out / "generations.jsonl")}
     assert [records[p]["status"] for p in ("p0", "p1", "p2")] == ["ok", "failed", "ok"]
     assert records["p1"]["error_class"] == "image" and "extra/bad.png" in records["p1"]["error"]
     assert stub.chat_count == 2
     Image.new("RGB", (64, 48), "green").save(root / "extra/bad.png")  # the user fixes the file
-    generate.run(cfg)
+    runner.run(cfg, "generate", alone=True)
     assert stub.chat_count == 2  # failed prompts are kept unless retry_failed
     cfg = stub_config(make_config, root, stub, "generate.retry_failed=true")
-    generate.run(cfg)
+    runner.run(cfg, "generate", alone=True)
     assert stub.chat_count == 3
     samples = load_dataset(out / "data.json")["samples"]
     assert sorted(s["prompt_id"] for s in samples) == ["p0", "p1", "p2"]
@@ -134,9 +135,9 @@ def test_unreadable_image_fails_only_its_prompt_until_retried(make_config, demo_
 def test_changed_prompts_move_the_old_log_aside(make_config, demo_root, stub):
     cfg = stub_config(make_config, demo_root, stub)
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 4))
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 6, num_examples=2))
-    generate.run(cfg)
+    runner.run(cfg, "generate", alone=True)
     aside = list(out.glob("generations.superseded-*.jsonl"))
     assert len(aside) == 1 and len(read_log(aside[0])) == 4
     assert len(read_log(out / "generations.jsonl")) == 6 and stub.chat_count == 10
@@ -148,20 +149,22 @@ def test_budget_stops_new_requests_and_keeps_finished(make_config, demo_root, ca
         cfg = stub_config(make_config, demo_root, server, *overrides, "generate.max_cost_usd=5.5")
         write_prompts_fixture(cfg, demo_prompt_records(demo_root, 10))
         with caplog.at_level(logging.WARNING):
-            out = generate.run(cfg)
+            out = runner.run(cfg, "generate", alone=True)
         stats = read_json(out / "stats.json")["generate"]
         assert stats["ok"] == 5 and stats["pending"] == 5 and stats["run"]["budget_reached"]
         assert stats["cost_usd"] == pytest.approx(5.0)
         assert "generate.max_cost_usd" in caplog.text and "5 prompts were not sent" in caplog.text
         assert len(load_dataset(out / "data.json")["samples"]) == 5
-        generate.run(stub_config(make_config, demo_root, server, *overrides))  # no cap: resumes
+        runner.run(stub_config(make_config, demo_root, server, *overrides), "generate", alone=True)  # no cap: resumes
         assert read_json(out / "stats.json")["generate"]["ok"] == 10 and server.chat_count == 10
 
 
 def test_dry_run_writes_requests_and_prints_the_estimate(make_config, demo_root, capsys):
     cfg = make_config(f"dataset.root={demo_root}", "backend=dry_run")
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 7))
-    out = generate.run(cfg)
+    with pytest.raises(StageStop, match="requests.jsonl; nothing was sent"):
+        runner.run(cfg, "generate", alone=True)  # a clean stop: nothing downstream can run
+    out = Path(cfg.paths.out_dir)
     requests = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert [r["custom_id"] for r in requests] == [p["id"] for p in demo_prompt_records(demo_root, 7)]
     body = requests[0]["body"]
@@ -180,7 +183,7 @@ def test_malformed_replies_get_format_fixing_calls_then_fail_as_parse(make_confi
     with StubServer(answer=lambda body: "{'Q': 'never json'}") as always_bad:
         cfg = stub_config(make_config, demo_root, always_bad)
         write_prompts_fixture(cfg, demo_prompt_records(demo_root, 1))
-        out = generate.run(cfg)
+        out = runner.run(cfg, "generate", alone=True)
         record = read_log(out / "generations.jsonl")[0]
         assert (record["status"], record["error_class"], record["attempts"]) == ("failed", "parse", 4)
         fix = always_bad.requests[-1]["messages"]
@@ -188,7 +191,7 @@ def test_malformed_replies_get_format_fixing_calls_then_fail_as_parse(make_confi
         assert "not valid JSON" in fix[3]["content"] and "JSON list of 1 objects" in fix[3]["content"]
     with StubServer(answer=fixed_on_second_try) as once_bad:
         cfg = stub_config(make_config, demo_root, once_bad, "generate.retry_failed=true")
-        generate.run(cfg)
+        runner.run(cfg, "generate", alone=True)
         record = read_log(out / "generations.jsonl")[-1]
         assert (record["status"], record["attempts"], once_bad.chat_count) == ("ok", 2, 2)
 
@@ -198,7 +201,7 @@ def test_item_count_mismatch_is_logged_extra_dropped(make_config, demo_root, cap
     with StubServer(answer=lambda body: three) as server, caplog.at_level(logging.WARNING):
         cfg = stub_config(make_config, demo_root, server, "min_gen_per_candidate=2")
         write_prompts_fixture(cfg, demo_prompt_records(demo_root, 2, wanted=2))
-        out = generate.run(cfg)
+        out = runner.run(cfg, "generate", alone=True)
     assert [len(r["items"]) for r in read_log(out / "generations.jsonl")] == [2, 2]
     assert "asked for 2 items, got 3; dropped the extra" in caplog.text
     assert read_json(out / "stats.json")["generate"]["run"]["count_mismatch"] == 2
@@ -209,7 +212,7 @@ def test_refused_key_stops_the_run(make_config, demo_root):
         cfg = stub_config(make_config, demo_root, server, "generate.concurrency=4")
         write_prompts_fixture(cfg, demo_prompt_records(demo_root, 20))
         with pytest.raises(FatalBackendError, match="API key was refused"):
-            generate.run(cfg)
+            runner.run(cfg, "generate", alone=True)
         assert server.chat_count <= 4  # the requests in flight; nothing new is sent
         assert read_log(Path(cfg.paths.out_dir) / "generations.jsonl") == []
 
@@ -218,7 +221,7 @@ def test_missing_key_fails_before_any_work(make_config, monkeypatch):
     monkeypatch.delenv("MMGEN_TEST_NO_SUCH_KEY", raising=False)
     cfg = make_config("backend=openai", "backend.api_key_env=MMGEN_TEST_NO_SUCH_KEY")
     with pytest.raises(MissingKeyError, match="MMGEN_TEST_NO_SUCH_KEY"):
-        generate.run(cfg)
+        runner.run(cfg, "generate", alone=True)
     assert not list(Path(cfg.paths.out_dir).glob("*.jsonl"))
 
 
@@ -231,7 +234,7 @@ def test_api_key_is_used_but_never_written(make_config, demo_root, stub, tmp_pat
                  "generate.progress=false"]
     write_prompts_fixture(make_config(*overrides, out_dir=out), demo_prompt_records(demo_root, 3))
     command = [sys.executable, "-m", "mmgen.generate", *overrides, f"paths.out_dir={out}",
-               f"paths.cache_dir={out}/.cache", f"hydra.run.dir={out}"]
+               f"paths.cache_dir={out}/.cache", "only=true"]
     env = {**os.environ, "MMGEN_TEST_SECRET": secret}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                             check=False, timeout=120)
@@ -249,7 +252,7 @@ def test_logs_moved_aside_within_one_second_are_all_kept(make_config, demo_root,
     cfg = stub_config(make_config, demo_root, stub)
     for count in (2, 3, 4):  # each change of prompts moves the previous log aside
         write_prompts_fixture(cfg, demo_prompt_records(demo_root, count))
-        out = generate.run(cfg)
+        out = runner.run(cfg, "generate", alone=True)
     aside = sorted(len(read_log(path)) for path in out.glob("generations.superseded-*.jsonl"))
     assert aside == [2, 3]
 
@@ -257,8 +260,8 @@ def test_logs_moved_aside_within_one_second_are_all_kept(make_config, demo_root,
 def test_a_torn_log_key_moves_the_log_aside_instead_of_crashing(make_config, demo_root, stub):
     cfg = stub_config(make_config, demo_root, stub)
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 2))
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     (out / ".mmgen" / "generations.key.json").write_text('{"prompts_sha')  # killed mid-write
-    generate.run(cfg)
+    generate.compute(cfg, out)  # the next time generate runs
     assert len(list(out.glob("generations.superseded-*.jsonl"))) == 1
     assert len(read_log(out / "generations.jsonl")) == 2

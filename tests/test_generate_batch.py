@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from mmgen import generate
+from mmgen import runner
 from mmgen.contracts import load_dataset, read_json, read_log
 from mmgen.demo.teacher import Teacher, TeacherConfig
 from mmgen.vlm.stub import StubServer
@@ -25,14 +25,14 @@ def request_lines(out: Path) -> list[tuple[str, dict]]:
 def test_export_splits_by_count_and_bytes(make_config, demo_root, tmp_path):
     probe = make_config(f"dataset.root={demo_root}", *EXPORT_ONLY, out_dir=tmp_path / "probe")
     write_prompts_fixture(probe, demo_prompt_records(demo_root, 1))
-    generate.run(probe)
+    runner.run(probe, "generate", alone=True)
     line_bytes = (tmp_path / "probe/batch/requests-r1-000.jsonl").stat().st_size
     limit = int(line_bytes * 2.5)  # about two requests per file by size
     cfg = make_config(f"dataset.root={demo_root}", *EXPORT_ONLY, "backend.batch.max_requests=3",
                       f"backend.batch.max_bytes={limit}")
     prompts = [p["id"] for p in demo_prompt_records(demo_root, 11)]
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 11))
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     files = sorted((out / "batch").glob("requests-*.jsonl"))
     assert all(path.stat().st_size <= limit for path in files)
     assert all(len(path.read_text().splitlines()) <= 3 for path in files)
@@ -47,7 +47,7 @@ def test_export_splits_by_count_and_bytes(make_config, demo_root, tmp_path):
                             out_dir=tmp_path / "small")
     write_prompts_fixture(too_small, demo_prompt_records(demo_root, 2))
     with pytest.raises(ValueError, match=f"prompt {prompts[0]}: its request is .* bytes"):
-        generate.run(too_small)
+        runner.run(too_small, "generate", alone=True)
 
 
 def teacher_results(out: Path, demo_root: Path) -> Path:
@@ -70,13 +70,13 @@ def test_import_of_teacher_results_equals_the_online_run(make_config, demo_root,
               "generate.progress=false"]
     online = make_config(*common, "backend=demo_teacher", out_dir=tmp_path / "online")
     write_prompts_fixture(online, demo_prompt_records(demo_root, 12, wanted=2))
-    generate.run(online)
+    runner.run(online, "generate", alone=True)
     batch = make_config(*common, *EXPORT_ONLY, out_dir=tmp_path / "batch")
     write_prompts_fixture(batch, demo_prompt_records(demo_root, 12, wanted=2))
-    generate.run(batch)
+    runner.run(batch, "generate", alone=True)
     results = teacher_results(tmp_path / "batch", demo_root)
-    generate.run(make_config(*common, *EXPORT_ONLY, f"backend.batch.results=['{results}']",
-                             out_dir=tmp_path / "batch"))
+    runner.run(make_config(*common, *EXPORT_ONLY, f"backend.batch.results=['{results}']",
+                             out_dir=tmp_path / "batch"), "generate", alone=True)
     assert load_dataset(tmp_path / "batch/data.json") == load_dataset(tmp_path / "online/data.json")
     by_id = {record["id"]: record for record in read_log(tmp_path / "online/generations.jsonl")}
     imported = read_log(tmp_path / "batch/generations.jsonl")
@@ -92,17 +92,17 @@ def test_submit_poll_import_against_a_fake_batch_api(make_config, demo_root, mon
                      "backend.batch.max_requests=5", "backend.batch.poll_s=0.01"]
         cfg = make_config(*overrides, "backend.batch.wait=false")
         write_prompts_fixture(cfg, demo_prompt_records(demo_root, 12))
-        out = generate.run(cfg)  # exports 3 files, submits 3 batches, does not wait
+        out = runner.run(cfg, "generate", alone=True)  # exports 3 files, submits 3 batches, does not wait
         assert len(server.batches) == 3 and not (out / "data.json").read_text().count("prompt_id")
         assert read_json(out / "stats.json")["generate"]["pending"] == 12
-        generate.run(make_config(*overrides))  # polls and imports; submits nothing new
+        runner.run(make_config(*overrides), "generate", alone=True)  # polls and imports; submits nothing new
         assert len(server.batches) == 3
         state = read_json(out / "batch/batches.json")["files"]
         assert all(entry["imported"] and entry["status"] == "completed" for entry in state)
         records = read_log(out / "generations.jsonl")
         assert len(records) == 12 and all(r["status"] == "ok" for r in records)
         assert len(load_dataset(out / "data.json")["samples"]) == 12
-        generate.run(make_config(*overrides))  # all done: nothing happens
+        runner.run(make_config(*overrides), "generate", alone=True)  # all done: nothing happens
         assert len(server.batches) == 3 and len(read_log(out / "generations.jsonl")) == 12
 
 
@@ -111,10 +111,10 @@ def test_changed_prompts_move_the_old_batch_files_aside(make_config, demo_root):
     # fresh log of new prompts: prompt ids repeat across prompt versions (bar-chart-000000...).
     cfg = make_config(f"dataset.root={demo_root}", *EXPORT_ONLY)
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 3))
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     old = {line["custom_id"]: line["body"] for _, line in request_lines(out)}
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 4, num_examples=2))
-    generate.run(cfg)
+    runner.run(cfg, "generate", alone=True)
     new = {line["custom_id"]: line["body"] for _, line in request_lines(out)}
     assert len(new) == 4 and all(new[pid] != body for pid, body in old.items())
     assert sum(entry["requests"] for entry in read_json(out / "batch/batches.json")["files"]) == 4

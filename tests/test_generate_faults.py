@@ -8,7 +8,7 @@ import sys
 import time
 from collections import Counter
 
-from mmgen import generate
+from mmgen import runner
 from mmgen.contracts import load_dataset, read_json, read_log
 from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
 
@@ -24,7 +24,7 @@ def test_twenty_percent_faults_end_in_one_record_per_prompt(make_config, demo_ro
     cfg = make_config(f"dataset.root={demo_root}", *FAULTS, "generate.concurrency=32")
     prompts = [p["id"] for p in demo_prompt_records(demo_root, 200)]
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 200))
-    out = generate.run(cfg)
+    out = runner.run(cfg, "generate", alone=True)
     records = read_log(out / "generations.jsonl")
     assert Counter(r["id"] for r in records) == Counter(prompts)  # exactly one final record each
     ok = sum(r["status"] == "ok" for r in records)
@@ -44,7 +44,7 @@ def test_kill_9_halfway_then_rerun_has_no_duplicate_and_no_gap(make_config, demo
     prompts = [p["id"] for p in demo_prompt_records(demo_root, 120)]
     write_prompts_fixture(cfg, demo_prompt_records(demo_root, 120))
     command = [sys.executable, "-m", "mmgen.generate", *overrides, f"paths.out_dir={out}",
-               f"paths.cache_dir={out}/.cache", f"hydra.run.dir={out}"]
+               f"paths.cache_dir={out}/.cache", "only=true"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     log_path = out / "generations.jsonl"
@@ -60,7 +60,7 @@ def test_kill_9_halfway_then_rerun_has_no_duplicate_and_no_gap(make_config, demo
     assert 60 <= len(before) < 120
     with log_path.open("a") as handle:  # a write cut short by the kill
         handle.write('{"id": "' + prompts[-1] + '", "status": "o')
-    generate.run(cfg)
+    runner.run(cfg, "generate", alone=True)
     records = read_log(log_path)
     assert Counter(r["id"] for r in records) == Counter(prompts)
     assert records[:len(before)] == before  # finished work was kept, not redone

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from curation_data import stub_generate, write_upstream
+from curation_data import write_upstream
 from helpers.run_if import chromium
 from PIL import Image
 
-from mmgen import report
+from mmgen import runner
 from mmgen.contracts import iter_jsonl, read_json
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -22,17 +22,14 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars"]
 
 
-@pytest.fixture(autouse=True)
-def upstream_done(monkeypatch):
-    stub_generate(monkeypatch)
-
-
 @pytest.fixture
 def report_dir(make_config, curation_demo_root, tmp_path) -> Path:
     out = tmp_path / "out"
     write_upstream(out, curation_demo_root)
-    report.run(make_config(f"dataset.root={curation_demo_root}", "report.gallery_per_subgroup=12",
-                           out_dir=out))
+    cfg = make_config(f"dataset.root={curation_demo_root}", "report.gallery_per_subgroup=12",
+                      out_dir=out)
+    for stage in ("filter", "export", "report"):  # on the generated files write_upstream left
+        runner.run(cfg, stage, alone=True)
     return out
 
 

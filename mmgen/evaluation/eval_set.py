@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from mmgen.contracts import ContractError, load_eval_set, question_and_answer, sample_image_path
@@ -57,7 +57,7 @@ def eval_set_path(cfg: DictConfig) -> Path:
                         "held-out eval set (reference-set format) relative to dataset.root, e.g. "
                         "dataset.eval=eval.json")
     path = Path(cfg.dataset.root) / cfg.dataset.eval
-    if not path.is_file():
+    if not path.is_file() and not OmegaConf.select(cfg, "dataset.source"):  # prepare writes it
         raise UserError(f"dataset.eval: {path} not found; check dataset.root and dataset.eval")
     return path
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from mmgen import modes
 from mmgen.contracts import write_prompts
-from mmgen.stage import mark_done, out_dir
+from mmgen.stage import out_dir
 
 CHART_KINDS = ("bar", "line", "pie")
 SMALL_DEMO = {"reference": {"bar": 4, "line": 3, "pie": 3}, "eval": {"bar": 1, "line": 1, "pie": 1},
@@ -53,8 +53,7 @@ def demo_prompt_records(root: Path, count: int, keys=("Q", "A"), wanted: int = 1
 
 
 def write_prompts_fixture(cfg: DictConfig, records) -> Path:
-    """Write <out_dir>/prompts.jsonl and mark the prompts stage done, so generate uses it."""
+    """Write <out_dir>/prompts.jsonl for generate to run on alone (runner.run(..., alone=True))."""
     path = out_dir(cfg) / "prompts.jsonl"
     write_prompts(path, records)
-    mark_done(cfg, "prompts")
     return path
