@@ -25,6 +25,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmgen.errors import UserError
+
 
 class Trainer(ABC):
     """Fine-tunes a target model on LLaVA-format samples; see the module docstring."""
@@ -36,14 +38,14 @@ class Trainer(ABC):
                  log_every_steps: int, seed: int = 0, max_steps: int | None = None,
                  device: str = "auto", progress: bool = True):
         if epochs <= 0 and not max_steps:
-            raise ValueError(f"train.epochs: {epochs} trains nothing; give a positive number "
+            raise UserError(f"train.epochs: {epochs} trains nothing; give a positive number "
                              "of epochs or train.max_steps")
         for key, value in (("batch_size", batch_size), ("save_every_steps", save_every_steps),
                            ("log_every_steps", log_every_steps)):
             if value < 1:
-                raise ValueError(f"train.{key}: {value} must be at least 1")
+                raise UserError(f"train.{key}: {value} must be at least 1")
         if lr <= 0:
-            raise ValueError(f"train.lr: {lr} must be positive")
+            raise UserError(f"train.lr: {lr} must be positive")
         self.epochs, self.max_steps, self.batch_size, self.lr = epochs, max_steps, batch_size, lr
         self.save_every_steps, self.log_every_steps = save_every_steps, log_every_steps
         self.seed, self.device, self.progress = seed, device, progress
