@@ -39,7 +39,7 @@ def make_checkpoint(directory: Path, seed: int = 0) -> Path:
 
 
 def clip_config(checkpoint: Path | None, **changes):
-    values = {"arch": TEST_ARCH, "pretrained": str(checkpoint) if checkpoint else None,
+    values = {"arch": TEST_ARCH, "setup": None, "pretrained": str(checkpoint) if checkpoint else None,
               "device": "cpu", "fp16_on_cuda": True, "batch_size": 4, "num_workers": 0,
               "templates": ["a photo of a {}.", "{}"]}
     return OmegaConf.create({**values, **changes})
