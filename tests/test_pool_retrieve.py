@@ -122,3 +122,18 @@ def test_a_pool_with_no_usable_image_stops_retrieve_saying_why(kind, root, cache
         assert "2 entries skipped while listing (1 dangling symlink, 1 symlink loop)" in message
         assert "2 images unreadable (1 empty file, 1 not an image Pillow can read)" in message
         assert "1 reference copies" in message
+
+
+def test_a_run_on_tar_shards_ends_with_a_dataset_and_a_report(root, cache, tmp_path):
+    from mmgen import pipeline
+    from mmgen.contracts import load_dataset
+
+    cfg = compose_config(["+experiment=demo", f"dataset.root={root}",
+                          "dataset.pool='shards/{000..002}.tar'", "total_gen=12"], tmp_path)
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(cache)
+    report = pipeline.run(cfg)
+    samples = load_dataset(tmp_path / "data.json")["samples"]
+    assert samples and all(sample["image_1"].startswith(f"{EXTRACT_DIR}/") for sample in samples)
+    assert all((root / sample["image_1"]).is_file() for sample in samples)
+    assert report.is_file() and EXTRACT_DIR in report.read_text(encoding="utf-8")
