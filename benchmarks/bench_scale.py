@@ -222,7 +222,7 @@ def decode_speedup(count: int, folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--layouts", nargs="+", default=["folder", "tar"])
     parser.add_argument("--workers", type=int, default=2, help="image-decoding processes")
     parser.add_argument("--decode-images", type=int, default=100)
