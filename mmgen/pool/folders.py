@@ -47,18 +47,18 @@ class FolderPool(PoolSource):
     def list_all(self) -> Listing:
         listing = Listing()
         found: list[FileItem] = []
-        root = os.path.abspath(self.root)
+        top_name = _name(self.base, os.path.abspath(self.root))  # names: root-relative or absolute
 
-        def visit(directory: str, display: str, parents: dict[tuple[int, int], str]) -> None:
+        def visit(directory: str, name: str, parents: dict[tuple[int, int], str]) -> None:
             try:
                 entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
             except OSError as err:
-                listing.skipped.append((display, f"folder not readable: {err.strerror}"))
+                listing.skipped.append((name, f"folder not readable: {err.strerror}"))
                 return
             for entry in entries:
                 if entry.name.startswith("."):
                     continue
-                shown = f"{display}/{entry.name}"
+                shown = entry.name if name == "." else f"{name}/{entry.name}"
                 try:
                     info = entry.stat()  # follows links
                 except OSError as err:
@@ -72,15 +72,14 @@ class FolderPool(PoolSource):
                         continue
                     listing.stamps.append((entry.path, 0, info.st_mtime_ns))
                     visit(entry.path, shown, {**parents, identity: shown})
-                elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
-                    found.append(FileItem(_name(entry.path, root), entry.path, info.st_size,
-                                          info.st_mtime_ns))
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                    found.append(FileItem(shown, entry.path, info.st_size, info.st_mtime_ns))
                 else:
                     listing.ignored += 1
 
         top = os.stat(self.base)
         listing.stamps.append((self.base, 0, top.st_mtime_ns))
-        visit(self.base, self.spec.rstrip("/") or ".", {(top.st_dev, top.st_ino): self.spec})
+        visit(self.base, top_name, {(top.st_dev, top.st_ino): top_name})
         listing.items = sorted(found, key=lambda item: item.name)
         return listing
 
