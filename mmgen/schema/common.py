@@ -19,7 +19,7 @@ class DatasetConfig:
     name: str = MISSING  # short name used in logs and output names
     root: str = MISSING  # input folder; every image path in the data files is relative to it
     reference: str = MISSING  # reference set (LLaVA style), relative to root
-    pool: str = MISSING  # folder of unlabelled candidate images, relative to root
+    pool: str = MISSING  # unlabelled images: folder, list file, tar shards or hf://PATH:SPLIT:COL
     eval: str | None = MISSING  # optional held-out set excluded from retrieval, relative to root
     metric: Metric = MISSING  # how eval answers are judged (relaxed_accuracy, multiple_choice...)
     train: str | None = MISSING  # optional own training set (train.data=skyline), relative to root
