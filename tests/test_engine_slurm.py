@@ -26,8 +26,11 @@ def need_slurm() -> None:
     if shutil.which("sinfo") is None:
         problem = "no Slurm client (sinfo) on PATH"
     else:
-        states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
-                                timeout=30, check=False).stdout.split()
+        try:
+            states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                                    timeout=60, check=False).stdout.split()
+        except subprocess.TimeoutExpired:
+            states = ["controller not answering"]
         if not {"idle", "mix", "alloc"} & set(states):
             problem = f"no Slurm node is up (sinfo states: {states or 'none'})"
     try:
