@@ -94,7 +94,12 @@ def _config_value(cfg: DictConfig, key: str):
         prefix = key + "."
         for runtime_key in RUNTIME_KEYS:
             if runtime_key.startswith(prefix):
-                value.pop(runtime_key[len(prefix):], None)
+                *parents, leaf = runtime_key[len(prefix):].split(".")
+                node = value
+                for part in parents:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict):
+                    node.pop(leaf, None)
     return value
 
 

@@ -77,7 +77,9 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     # the closed loop: train the target model on the data, score it and the base model
     Stage("train", "mmgen.train:compute", "mmgen.train:outputs", upstream="mmgen.train:upstream",
           keys=("train", "seed"), inputs="mmgen.train:inputs", shared=False,
-          validate=("mmgen.train:validate",), code=("mmgen.training",)),
+          validate=("mmgen.train:validate",),
+          code=("mmgen.training", "mmgen.training.demo", "mmgen.training.hf",
+                "mmgen.demo.target_model")),
     Stage("evaluate", "mmgen.evaluate:compute", ("eval/predictions.jsonl", "eval/metrics.json"),
           upstream="mmgen.evaluate:upstream", keys=EVAL_KEYS, inputs="mmgen.evaluate:inputs",
           shared=False, validate=("mmgen.evaluate:validate",), code=("mmgen.metrics",)),
@@ -94,7 +96,9 @@ RUNTIME_KEYS = {"clip.device", "clip.batch_size", "clip.num_workers", "clip.fp16
                 "generate.concurrency", "generate.rpm", "generate.tpm", "generate.timeout_s",
                 "generate.max_attempts", "generate.backoff_base_s", "generate.backoff_max_s",
                 "generate.retry_failed", "generate.max_cost_usd", "generate.image_cache",
-                "generate.encode_threads", "generate.progress", "generate.prices"}
+                "generate.encode_threads", "generate.progress", "generate.prices",
+                "train.device", "train.progress", "train.save_every_steps",
+                "train.trainer.num_workers", "evaluate.batch_size", "evaluate.device"}
 
 
 def plan(cfg: DictConfig, target: str) -> list[str]:

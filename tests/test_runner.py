@@ -183,3 +183,14 @@ def test_an_unwritable_out_dir_fails_before_any_stage(tmp_path, toy):
     with pytest.raises(ValueError, match="paths.out_dir .* is not writable"):
         runner.run(cfg, "c")
     assert _calls(tmp_path) == []
+
+
+def test_speed_only_keys_never_change_a_fingerprint(tmp_path):
+    base = compose_config(["+experiment=demo"], tmp_path / "exp")
+    faster = compose_config(["+experiment=demo", "clip.batch_size=7", "train.device=auto",
+                             "train.trainer.num_workers=3", "evaluate.batch_size=5",
+                             "generate.concurrency=3"], tmp_path / "exp")
+    for name in ("partition", "generate", "train", "evaluate", "baseline"):
+        assert runner.fingerprint(base, name) == runner.fingerprint(faster, name), name
+    other = compose_config(["+experiment=demo", "train.lr=0.5"], tmp_path / "exp")
+    assert runner.fingerprint(base, "train") != runner.fingerprint(other, "train")
