@@ -56,7 +56,7 @@ def config(out: Path, *overrides: str):
 
 
 def start_stub(latency: float) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "mmgen.vlm.stub", "--latency", str(latency)],
+    process = subprocess.Popen([sys.executable, "-m", "mmgen.testing.stub_server", "--latency", str(latency)],
                                stdout=subprocess.PIPE, text=True)
     return process, f"http://127.0.0.1:{int(process.stdout.readline())}/v1"
 
@@ -69,7 +69,7 @@ def overrides_for(root: Path, base_url: str, concurrency: int) -> list[str]:
 
 def run_ours(root: Path, work: Path, count: int, base_url: str, concurrency: int) -> dict:
     from mmgen import generate
-    from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
+    from mmgen.testing.demo_prompts import demo_prompt_records, write_prompts_fixture
 
     out = work / f"ours-{count}"
     cfg = config(out, *overrides_for(root, base_url, concurrency))
@@ -167,9 +167,9 @@ def rss_child(mode: str, root: Path, work: Path, count: int, base_url: str,
     """
     from mmgen import generate
     from mmgen.contracts import AppendLog
+    from mmgen.testing.demo_prompts import demo_prompt_records, write_prompts_fixture
+    from mmgen.testing.stub_server import canned_answer
     from mmgen.vlm.resume import prepare_log
-    from mmgen.vlm.stub import canned_answer
-    from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
 
     out = work / f"{mode}-{count}"
     extra = ["backend=dry_run"] if mode == "dry_run" else []
@@ -213,7 +213,7 @@ def main() -> None:
         mode, root, work, count, url = args.child
         return rss_child(mode, Path(root), Path(work), int(count), url, args.concurrency)
 
-    from mmgen.vlm.testing import build_small_demo
+    from mmgen.testing.demo_prompts import build_small_demo
 
     work = Path(tempfile.mkdtemp(prefix="mmgen-bench-"))
     root = build_small_demo(work / "demo")

@@ -1,7 +1,7 @@
 """Benchmark: the filter's Hugging Face scorer on a GPU, with a LLaVA-1.5-7B-shaped model.
 
 Nothing is downloaded: the model is built from a config with random weights (bf16, straight on
-the device), the tokenizer and processor are built locally (mmgen.scoring.random_model), and the
+the device), the tokenizer and processor are built locally (mmgen.testing.random_models), and the
 samples are bar charts drawn on the fly with truthful Q/A. It needs torch, transformers,
 tokenizers and Pillow only (what the GPU machine's image has). It measures, in samples/s:
   - end to end: HFScorer.score over the image files (decode, processor, tokenise, forward,
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from mmgen.scoring import resolve_device
 from mmgen.scoring.hf import HFScorer
-from mmgen.scoring.random_model import build_config, build_processor
+from mmgen.testing.random_models import build_config, build_processor
 
 LABELS = ["Apples", "Pears", "Plums", "Cherries", "Grapes", "Lagos", "Lima", "Oslo", "Cairo",
           "Solar", "Wind", "Hydro", "Chess", "Drama", "Choir"]
@@ -93,7 +93,7 @@ def synchronize(device: str) -> None:
 
 def check_against_cpu(device: str, folder: Path) -> None:
     """The scorer's losses on `device` match CPU float32, for a tiny model from_pretrained."""
-    from mmgen.scoring.random_model import save_random_llava
+    from mmgen.testing.random_models import save_random_llava
 
     model_dir = save_random_llava(folder / "tiny", size="tiny")
     samples = make_samples(folder, 24, seed=1)

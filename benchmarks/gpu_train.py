@@ -1,7 +1,7 @@
 """Benchmark: the hf trainer's LoRA SFT on a GPU, with a LLaVA-1.5-7B-shaped model.
 
 Nothing is downloaded: the model is built from a config with random weights (bf16, straight on
-the device), the processor is built locally (mmgen.scoring.random_model), and the samples are
+the device), the processor is built locally (mmgen.testing.random_models), and the samples are
 bar charts drawn on the fly (benchmarks/gpu_filter.py's make_samples). In samples/s:
   - trainer: HFTrainer.train, the path `python -m mmgen.train train=llava_1_5_7b` runs (data
     loader workers decode, run the processor and tokenise; bf16 autocast forward + backward
@@ -37,7 +37,7 @@ from gpu_filter import make_samples
 
 from mmgen.scoring import resolve_device
 from mmgen.scoring.hf import HFScorer
-from mmgen.scoring.random_model import build_config, build_processor
+from mmgen.testing.random_models import build_config, build_processor
 from mmgen.training.hf import AnswerOnlyCollator, HFTrainer, read_log
 
 LORA_7B = {"r": 128, "alpha": 256, "dropout": 0.05,  # conf/train/llava_1_5_7b.yaml

@@ -43,7 +43,7 @@ def make_config(tmp_path):
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A small demo domain (about 150 images), built once per session. Tests must not change it."""
-    from mmgen.vlm.testing import build_small_demo
+    from mmgen.testing.demo_prompts import build_small_demo
 
     return build_small_demo(tmp_path_factory.mktemp("small_demo"))
 
@@ -63,6 +63,6 @@ def curation_demo_root(tmp_path_factory) -> Path:
     """An even smaller demo domain (10 reference charts, 22 pool images) for the curation tests."""
     from curation_data import SMALL_COUNTS
 
-    from mmgen.vlm.testing import build_small_demo
+    from mmgen.testing.demo_prompts import build_small_demo
 
     return build_small_demo(tmp_path_factory.mktemp("curation_demo"), SMALL_COUNTS)

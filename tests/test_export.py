@@ -116,7 +116,7 @@ def test_hf_columns_make_a_chat_that_a_llava_model_runs(exported, curation_demo_
     import torch
     from transformers import LlavaForConditionalGeneration
 
-    from mmgen.scoring.random_model import build_config, build_processor
+    from mmgen.testing.random_models import build_config, build_processor
 
     out, kept, _ = exported("export.format=hf", "export.copy_images=true")
     shutil.rmtree(out / "export" / "images")  # the images must live inside the datasets folder

@@ -15,10 +15,10 @@ from PIL import Image
 from mmgen import generate, runner
 from mmgen.contracts import load_dataset, read_json, read_log
 from mmgen.errors import StageStop
+from mmgen.testing.demo_prompts import demo_prompt_records, write_prompts_fixture
+from mmgen.testing.stub_server import StubServer, canned_answer
 from mmgen.vlm.client import MissingKeyError
 from mmgen.vlm.errors import FatalBackendError
-from mmgen.vlm.stub import StubServer, canned_answer
-from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
 
 REPO = Path(__file__).resolve().parents[1]
 

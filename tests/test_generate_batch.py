@@ -11,8 +11,8 @@ import pytest
 from mmgen import runner
 from mmgen.contracts import load_dataset, read_json, read_log
 from mmgen.demo.teacher import Teacher, TeacherConfig
-from mmgen.vlm.stub import StubServer
-from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
+from mmgen.testing.demo_prompts import demo_prompt_records, write_prompts_fixture
+from mmgen.testing.stub_server import StubServer
 
 EXPORT_ONLY = ["backend=openai_batch", "backend.batch.submit=false", "generate.progress=false"]
 

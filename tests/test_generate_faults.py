@@ -10,7 +10,7 @@ from collections import Counter
 
 from mmgen import runner
 from mmgen.contracts import load_dataset, read_json, read_log
-from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
+from mmgen.testing.demo_prompts import demo_prompt_records, write_prompts_fixture
 
 # 20% of requests faulty: 429 + Retry-After, 500, malformed reply, stall past the timeout, drop
 FAULTS = ["backend.teacher.rate_429=0.05", "backend.teacher.rate_500=0.05",

@@ -52,3 +52,10 @@ def test_core_modules_never_name_the_demo():
                  if not name.startswith(DEMO_AWARE)
                  and any(t.startswith("mmgen.demo") for t in targets)]
     assert not offenders
+
+
+def test_nothing_outside_mmgen_testing_imports_the_test_helpers():
+    offenders = [name for name, targets in import_graph().items()
+                 if not name.startswith("mmgen.testing")
+                 and any(t.startswith("mmgen.testing") for t in targets)]
+    assert not offenders

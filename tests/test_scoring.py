@@ -13,7 +13,7 @@ from PIL import Image
 from mmgen.scoring import build_scorer
 from mmgen.scoring.checks import answer_in_options, apply_checks, is_number, parse_options
 from mmgen.scoring.hf import HFScorer
-from mmgen.scoring.random_model import save_random_llava, save_random_qwen2_vl
+from mmgen.testing.random_models import save_random_llava, save_random_qwen2_vl
 
 
 @pytest.fixture(scope="module")

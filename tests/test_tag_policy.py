@@ -9,7 +9,7 @@ import pytest
 
 from mmgen import generate, modes
 from mmgen.contracts import load_dataset, read_log, write_prompts
-from mmgen.vlm.stub import StubServer
+from mmgen.testing.stub_server import StubServer
 
 QUESTION = "What is the largest value in the chart?"
 

@@ -14,7 +14,7 @@ from helpers.hf_train import LANGUAGE_MODEL_LINEARS, SAMPLES, TINY_LORA, write_i
 
 from mmgen.errors import UserError
 from mmgen.scoring.hf import IGNORE_INDEX, HFScorer
-from mmgen.scoring.random_model import save_random_llava, save_random_qwen2_vl
+from mmgen.testing.random_models import save_random_llava, save_random_qwen2_vl
 from mmgen.training import hf as hf_training
 from mmgen.training.hf import HFTrainer, batch_plan, read_log
 

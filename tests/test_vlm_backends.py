@@ -11,8 +11,8 @@ from hydra.errors import ConfigCompositionException
 
 from mmgen import runner
 from mmgen.contracts import read_log
-from mmgen.vlm.stub import StubServer
-from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
+from mmgen.testing.demo_prompts import demo_prompt_records, write_prompts_fixture
+from mmgen.testing.stub_server import StubServer
 
 
 def test_azure_sends_to_the_deployment_with_api_version_and_key(make_config, demo_root,

@@ -13,10 +13,10 @@ import openai
 import pytest
 
 from mmgen.errors import UserError
+from mmgen.testing.stub_server import StubServer
 from mmgen.vlm.client import make_clients, validate
 from mmgen.vlm.errors import FatalBackendError, classify
 from mmgen.vlm.secrets import REDACTED, redact, refuse_keys_in_overrides
-from mmgen.vlm.stub import StubServer
 
 REPO = Path(__file__).resolve().parents[1]
 OPENAI_KEY = "sk-proj-" + "A1b2C3d4" * 6  # shaped like a real key, never valid
@@ -70,7 +70,7 @@ def test_logs_are_redacted_once_a_key_is_used(monkeypatch, caplog, make_config):
 def test_refused_key_echoed_by_the_server_never_reaches_the_console(make_config, demo_root,
                                                                     tmp_path):
     """The real stage app against a server that echoes the key in its 401 body."""
-    from mmgen.vlm.testing import demo_prompt_records, write_prompts_fixture
+    from mmgen.testing.demo_prompts import demo_prompt_records, write_prompts_fixture
 
     secret = fresh_key()
     out = tmp_path / "run"

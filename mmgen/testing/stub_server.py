@@ -3,7 +3,7 @@
 It answers chat completions after a fixed latency with canned items in the shape the request's
 reply-format sentence asks for, and fakes the files and batches endpoints (a batch completes on
 the first poll). Not the demo teacher: it knows nothing about images. Run it standalone with
-`python -m mmgen.vlm.stub --latency 0.3` (prints the port on stdout).
+`python -m mmgen.testing.stub_server --latency 0.3` (prints the port on stdout).
 """
 from __future__ import annotations
 
