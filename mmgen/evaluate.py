@@ -170,9 +170,11 @@ def resume_or_restart(predictions_path: Path, key: dict) -> None:
     """Keep predictions.jsonl if the same model made it; else set it aside and start afresh."""
     key_path = predictions_path.parent / KEY_FILE
     if predictions_path.exists():
-        old_key = read_json(key_path) if key_path.is_file() else None
-        if old_key == key:
+        if (read_json(key_path) if key_path.is_file() else None) == key:
             return
+        if predictions_path.stat().st_size == 0:  # nothing to keep
+            predictions_path.unlink()
+    if predictions_path.exists():
         stale = predictions_path.with_name("predictions.stale.jsonl")
         predictions_path.replace(stale)
         log.warning("evaluate: %s was made by another model, settings or eval set; moved it "
