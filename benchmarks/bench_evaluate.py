@@ -6,7 +6,7 @@
 1. demo backend (python -m mmgen.evaluate's code path, evaluate=demo) at batch 1 and batch 64:
    the batched run against one question at a time.
 2. compatible backend against the demo model behind an OpenAI-compatible server in its own
-   process (mmgen.evaluation.demo_server, standing in for vLLM):
+   process (mmgen.demo.answer_server, standing in for vLLM):
    - with no added latency, at concurrency 1 and 16: the client's and server's own cost;
    - with --latency seconds per reply, at concurrency 1 and 16: how far concurrency hides the
      server's latency, against the ideal concurrency / latency questions/s.
@@ -55,7 +55,7 @@ def run(out: Path, overrides: list[str]) -> tuple[dict, dict[str, str]]:
 
 def start_server(latency: float) -> tuple[subprocess.Popen, str]:
     """The demo model behind an OpenAI-compatible server in its own process; (process, url)."""
-    process = subprocess.Popen([sys.executable, "-m", "mmgen.evaluation.demo_server",
+    process = subprocess.Popen([sys.executable, "-m", "mmgen.demo.answer_server",
                                 "--latency", str(latency)], stdout=subprocess.PIPE, text=True)
     return process, process.stdout.readline().strip()
 

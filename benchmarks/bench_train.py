@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_train.py [--samples 300] [--steps 40]
 
-Trains the demo target model (mmgen.training.demo.DemoTrainer, the shipped code path) on the
+Trains the demo target model (mmgen.demo.trainer.DemoTrainer, the shipped code path) on the
 demo's own training set (train.json of a small demo build) for a fixed number of steps, and
 prints samples/s for each setting against the trainer's default (1 thread, batch 16). The
 trainer pins torch to 1 thread while it trains; the 2-thread rows measure what that choice

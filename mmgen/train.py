@@ -4,7 +4,7 @@
     python -m mmgen.train +experiment=NAME train.data=unfiltered # on data.json, before filtering
     python -m mmgen.train +experiment=NAME train.data=skyline    # on the dataset's own dataset.train
 
-The trainer is `train.trainer._target_` (mmgen.training.demo.DemoTrainer on the CPU,
+The trainer is `train.trainer._target_` (mmgen.demo.trainer.DemoTrainer on the CPU,
 mmgen.training.hf.HFTrainer for LoRA on a Hugging Face VLM); see mmgen/training/__init__.py for
 what every trainer does. Writes into `<out_dir>/train/`: the model (demo: model.pt; hf: the LoRA
 adapter) and `log.jsonl`, the loss curve. A checkpoint kept there while it runs lets a killed run
@@ -77,7 +77,7 @@ def validate(cfg: DictConfig) -> None:
         get_class(cfg.train.trainer._target_)
     except Exception as err:  # hydra wraps the import error
         raise UserError(f"train.trainer._target_: cannot import '{cfg.train.trainer._target_}' "
-                        f"({err}); use mmgen.training.demo.DemoTrainer or "
+                        f"({err}); use mmgen.demo.trainer.DemoTrainer or "
                         "mmgen.training.hf.HFTrainer") from err
     if data_choice(cfg) is TrainData.skyline:
         if not cfg.dataset.train:

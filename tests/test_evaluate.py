@@ -11,7 +11,7 @@ from helpers.eval_data import EVAL_SAMPLES, save_random_demo_model, write_eval_s
 from mmgen import evaluate
 from mmgen.contracts import ContractError, iter_jsonl, read_json
 from mmgen.errors import UserError
-from mmgen.evaluation.demo_server import DemoModelServer
+from mmgen.demo.answer_server import DemoModelServer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from curation_data import BAD_ITEMS, write_upstream
 from mmgen import runner
 from mmgen.contracts import iter_jsonl, load_dataset, read_json
 from mmgen.errors import StageStop
-from mmgen.scoring.demo import DemoTargetScorer
+from mmgen.demo.scorer import DemoTargetScorer
 
 
 @pytest.fixture

@@ -372,7 +372,7 @@ def test_reasoning_samples_are_checked_on_their_final_answer():
 
 
 def test_demo_scorer_sees_a_16bit_image_as_its_8bit_twin_not_as_white(tmp_path):
-    from mmgen.scoring.demo import DemoTargetScorer
+    from mmgen.demo.scorer import DemoTargetScorer
 
     bars = np.full((64, 64), 1.0)
     bars[20:, 8:20], bars[40:, 26:38], bars[10:, 44:56] = 0.2, 0.5, 0.0  # three dark bars

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import logging
 import signal
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 from mmgen.demo.recognize import BadRequest, ImageIndex, compose_reply
 from mmgen.demo.teacher_faults import (
@@ -28,6 +32,7 @@ from mmgen.demo.teacher_faults import (
     http_response,
     malformed_reply,
 )
+from mmgen.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -232,6 +237,24 @@ class Teacher:
                 self._replies.popitem(last=False)
         self._replies.move_to_end(digest)
         return self._replies[digest]
+
+
+@contextlib.contextmanager
+def serving(cfg) -> Iterator[str]:
+    """backend.server for backend=demo_teacher: the teacher on loopback for the run; its URL."""
+    options = OmegaConf.to_container(cfg.backend.teacher, resolve=True)
+    known = {field.name for field in fields(TeacherConfig)} - {"data_dir", "model"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise UserError(f"backend.teacher.{unknown[0]} is not a demo teacher setting; "
+                        f"use one of {', '.join(sorted(known))}")
+    teacher = Teacher(TeacherConfig(data_dir=str(cfg.dataset.root), model=cfg.backend.model,
+                                    **options))
+    base_url = teacher.start()
+    try:
+        yield base_url
+    finally:
+        teacher.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,7 +3,7 @@ handed to a writer as soon as it exists (so a killed run keeps what it made).
 
 `evaluate.backend._target_` names the backend; `build_evaluator` builds it with the stage-wide
 knobs (batch size, device, answer length) and the trained model's folder, or none for the base:
-- `mmgen.evaluation.demo.DemoEvaluator`: the demo's tiny target model, offline.
+- `mmgen.demo.evaluator.DemoEvaluator`: the demo's tiny target model, offline.
 - `mmgen.evaluation.hf.HFEvaluator`: any Hugging Face image-text-to-text model (+ LoRA adapter).
 - `mmgen.evaluation.compatible.CompatibleEvaluator`: a model behind an OpenAI-compatible server.
 """

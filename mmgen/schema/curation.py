@@ -14,7 +14,7 @@ NUMERIC_QUESTION_PATTERN = (
 
 @dataclass
 class ScorerConfig:
-    _target_: str = "mmgen.scoring.demo.DemoTargetScorer"  # scorer class (mmgen.scoring.*)
+    _target_: str = "mmgen.demo.scorer.DemoTargetScorer"  # scorer class (mmgen.scoring.*)
     model: str | None = None  # hub id or local folder; demo scorer: null = the committed model
     model_class: str | None = None  # transformers class name; null = AutoModelForImageTextToText
     processor: str | None = None  # processor hub id or folder when it differs from `model`

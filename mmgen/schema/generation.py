@@ -37,6 +37,9 @@ class BackendConfig:
     api_version: str | None = None  # Azure REST API version, e.g. 2024-10-21
     entra_id: bool = False  # Azure: authenticate with an Entra ID token (needs azure-identity)
     price_scale: float = 1.0  # multiplies generate.prices (the Batch API costs half)
+    # "module:function": a context manager that starts a local server for the run and yields
+    # its base URL (the demo teacher); null: call base_url
+    server: str | None = None
     # demo_teacher: mmgen.demo.teacher.TeacherConfig fields (latency_s, rate_429, ...)
     teacher: dict[str, Any] = field(default_factory=dict)
     inline_images: bool = False  # dry_run: write full base64 images into requests.jsonl

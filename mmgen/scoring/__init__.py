@@ -66,7 +66,7 @@ def batches(items: Sequence, size: int) -> Iterator[Sequence]:
 
 
 SCORER_CHECKS = {"mmgen.scoring.hf.HFScorer": "validate_hf_scorer",
-                 "mmgen.scoring.demo.DemoTargetScorer": "validate_demo_scorer"}
+                 "mmgen.demo.scorer.DemoTargetScorer": "validate_demo_scorer"}
 
 
 def validate(cfg) -> None:

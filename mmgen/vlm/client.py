@@ -1,5 +1,5 @@
 """Backends: an async chat client for OpenAI, Azure OpenAI, any compatible server, and the
-in-process demo teacher. The API key comes only from the environment variable the config names.
+in-process demo teacher (started through backend.server). The API key comes only from the environment variable the config names.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx2
 import openai
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from mmgen.errors import UserError
 from mmgen.vlm.secrets import check_key_destination, check_key_env, redact_logs
@@ -145,24 +145,12 @@ class ChatClient:
 
 @contextlib.contextmanager
 def endpoint(cfg: DictConfig) -> Iterator[str | None]:
-    """The base URL to call; for demo_teacher, starts the teacher for the duration."""
-    if cfg.backend.name != "demo_teacher":
+    """The base URL to call; a backend that names a local server (the demo teacher) has it
+    started for the duration and gets its address."""
+    if not cfg.backend.server:
         yield cfg.backend.base_url
         return
-    from dataclasses import fields
+    from mmgen.stages import call
 
-    from mmgen.demo.teacher import Teacher, TeacherConfig
-
-    options = OmegaConf.to_container(cfg.backend.teacher, resolve=True)
-    known = {field.name for field in fields(TeacherConfig)} - {"data_dir", "model"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValueError(f"backend.teacher.{unknown[0]} is not a demo teacher setting; "
-                         f"use one of {', '.join(sorted(known))}")
-    teacher = Teacher(TeacherConfig(data_dir=str(cfg.dataset.root), model=cfg.backend.model,
-                                    **options))
-    base_url = teacher.start()
-    try:
+    with call(cfg.backend.server, cfg) as base_url:
         yield base_url
-    finally:
-        teacher.stop()

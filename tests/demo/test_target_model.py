@@ -18,7 +18,7 @@ from mmgen.demo.target_model import (
 )
 from mmgen.demo.train_target_model import evaluate, make_examples
 from mmgen.scoring import prompt_and_answer
-from mmgen.scoring.demo import DemoTargetScorer
+from mmgen.demo.scorer import DemoTargetScorer
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 import torch
 from helpers.train_data import build_train_demo
 
-import mmgen.training.demo as demo_training
+import mmgen.demo.trainer as demo_training
 from mmgen.demo.target_model import encode_batch, load_target_model, sequence_losses
-from mmgen.training.demo import DemoTrainer, load_samples
+from mmgen.demo.trainer import DemoTrainer, load_samples
 
 KNOBS = {"epochs": 6, "batch_size": 4, "lr": 3e-3, "save_every_steps": 4, "log_every_steps": 1,
          "progress": False, "device": "cpu"}

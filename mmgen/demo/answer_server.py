@@ -4,7 +4,7 @@ stand-in for vLLM serving a fine-tuned VLM, so `evaluate=compatible` runs on the
 It reuses the demo teacher's HTTP server (keep-alive, latency and fault injection) and replaces
 only the reply: the last image and text of the request go through the model's greedy answer.
 
-    python -m mmgen.evaluation.demo_server --checkpoint outputs/demo/train/model.pt --port 8001
+    python -m mmgen.demo.answer_server --checkpoint outputs/demo/train/model.pt --port 8001
     python -m mmgen.evaluate +experiment=demo evaluate=compatible \
         evaluate.backend.base_url=http://127.0.0.1:8001/v1 evaluate.backend.model=demo-target-model
 """
