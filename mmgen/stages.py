@@ -43,7 +43,10 @@ class Stage:
         return tuple(call(self.outputs, cfg)) if isinstance(self.outputs, str) else self.outputs
 
 
-EVAL_KEYS = ("evaluate", "dataset.eval", "dataset.metric")
+# what shapes a model's scores (evaluate.model and .predictions only pick what is scored)
+EVAL_KEYS = ("dataset.eval", "dataset.metric", "evaluate.prompt", "evaluate.max_new_tokens",
+             "evaluate.resamples", "evaluate.backend", "seed")
+EVAL_CODE = ("mmgen.metrics", "mmgen.evaluation", "mmgen.evaluation.eval_set")
 STAGES: dict[str, Stage] = {stage.name: stage for stage in [
     # writes a benchmark's files at dataset.root from its Hugging Face dataset (dataset.source)
     Stage("prepare", "mmgen.prepare:compute", ("prepare.json",), keys=("dataset", "seed"),
@@ -81,11 +84,12 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           code=("mmgen.training", "mmgen.demo.trainer", "mmgen.training.hf",
                 "mmgen.demo.target_model")),
     Stage("evaluate", "mmgen.evaluate:compute", ("eval/predictions.jsonl", "eval/metrics.json"),
-          upstream="mmgen.evaluate:upstream", keys=EVAL_KEYS, inputs="mmgen.evaluate:inputs",
-          shared=False, validate=("mmgen.evaluate:validate",), code=("mmgen.metrics",)),
+          upstream="mmgen.evaluate:upstream", inputs="mmgen.evaluate:inputs", shared=False,
+          keys=EVAL_KEYS + ("evaluate.model", "evaluate.predictions"),
+          validate=("mmgen.evaluate:validate",), code=EVAL_CODE),
     Stage("baseline", "mmgen.evaluate:compute_base",
           ("eval_base/predictions.jsonl", "eval_base/metrics.json"), keys=EVAL_KEYS,
-          inputs="mmgen.evaluate:inputs", code=("mmgen.metrics",)),
+          inputs="mmgen.evaluate:inputs", validate=("mmgen.evaluate:validate",), code=EVAL_CODE),
     Stage("report", "mmgen.report:compute", ("report.html",), upstream="mmgen.report:upstream",
           keys=("report",), shared=False, code=("mmgen.report_sections",)),
 ]}
@@ -98,7 +102,9 @@ RUNTIME_KEYS = {"clip.device", "clip.batch_size", "clip.num_workers", "clip.fp16
                 "generate.retry_failed", "generate.max_cost_usd", "generate.image_cache",
                 "generate.encode_threads", "generate.progress", "generate.prices",
                 "train.device", "train.progress", "train.save_every_steps",
-                "train.trainer.num_workers", "evaluate.batch_size", "evaluate.device"}
+                "train.trainer.num_workers", "evaluate.batch_size", "evaluate.device",
+                "evaluate.backend.concurrency", "evaluate.backend.timeout_s",
+                "evaluate.backend.max_attempts", "evaluate.backend.api_key_env"}
 
 
 def plan(cfg: DictConfig, target: str) -> list[str]:

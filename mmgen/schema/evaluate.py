@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING
 
-from mmgen.schema.choices import Choice
+from mmgen.schema.choices import Choice, Device, Dtype, ImageFormat
 
 
 class Metric(Choice):
@@ -29,7 +29,7 @@ class EvaluatorConfig:
     # hf
     model_class: str | None = None  # transformers class name; null = AutoModelForImageTextToText
     processor: str | None = None  # processor hub id or folder when it differs from `model`
-    dtype: str = "auto"  # auto | float32 | float16 | bfloat16 (auto: bf16 on cuda, else float32)
+    dtype: Dtype = Dtype.auto  # auto | float32 | float16 | bfloat16 (auto: bf16 on cuda, else fp32)
     max_image_side: int | None = None  # downscale images whose longer side exceeds this, pixels
     # compatible
     base_url: str | None = None  # server address ending in /v1
@@ -38,18 +38,18 @@ class EvaluatorConfig:
     concurrency: int = 16  # requests in flight at once
     timeout_s: float = 120.0  # seconds one HTTP request may take
     max_attempts: int = 5  # HTTP attempts per question before it counts as failed
-    image_format: str = "png"  # png | jpeg: encoding of the images sent (png keeps chart text sharp)
+    image_format: ImageFormat = ImageFormat.png  # png | jpeg: encoding of the images sent (png keeps chart text sharp)
 
 
 @dataclass
 class EvaluateConfig:
     model: EvalModel = MISSING  # trained | base
-    predictions: str | None = None  # JSONL of {id, prediction} made elsewhere: scored, no model
-    prompt: str = "{question}"  # the text the model sees; {question} is the eval question
-    max_new_tokens: int = 16  # answer length cap: tokens (hf, compatible), characters (demo)
-    batch_size: int = 16  # questions per forward pass (speed only)
-    device: str = "auto"  # auto | cpu | cuda (speed only)
-    resamples: int = 2000  # bootstrap resamples behind each 95% confidence interval
-    progress: bool = True  # show a progress bar (speed only)
-    paper_row: str | None = None  # "TASK: ROW" of mmgen/paper_results.jsonl this run reproduces
+    predictions: str | None = MISSING  # JSONL of {id, prediction} made elsewhere: scored, no model
+    prompt: str = MISSING  # the text the model sees; {question} is the eval question
+    max_new_tokens: int = MISSING  # answer length cap: tokens (hf, compatible), characters (demo)
+    batch_size: int = MISSING  # questions per forward pass (speed only)
+    device: Device = MISSING  # auto | cpu | cuda (speed only)
+    resamples: int = MISSING  # bootstrap resamples behind each 95% confidence interval
+    progress: bool = MISSING  # show a progress bar (speed only)
+    paper_row: str | None = MISSING  # "TASK: ROW" of mmgen/paper_results.jsonl this run reproduces
     backend: EvaluatorConfig = field(default_factory=EvaluatorConfig)
