@@ -83,3 +83,17 @@ def test_joblib_multirun_jobs_share_upstream_and_keep_their_outputs(demo_run, tm
     assert len(list((cache_dir / "partition").glob("*/.complete"))) == 1
     assert len(list((cache_dir / "retrieve").glob("*/.complete"))) == 1
     assert len(list((cache_dir / "prompts").glob("*/.complete"))) == 2
+
+
+def test_a_dry_run_pipeline_stops_cleanly_after_writing_its_requests(tmp_path, demo_root):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "mmgen.pipeline", "+experiment=demo", "backend=dry_run",
+         f"dataset.root={demo_root}", "dataset.builder=null", "total_gen=12",
+         f"paths.out_dir={out}", f"paths.cache_dir={tmp_path / 'cache'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"the requests are in {out / 'requests.jsonl'}" in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert (out / "requests.jsonl").stat().st_size > 0
+    assert not (out / "data.json").exists() and not (out / "report.html").exists()
