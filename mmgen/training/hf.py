@@ -5,7 +5,7 @@ several GPUs under `accelerate launch` or torchrun) and peft adds the adapter. T
 filter scorer's own encoding (mmgen.scoring.hf): prompt and answer tokenised together, labels
 masked up to the prompt's length, so the model learns exactly the tokens the filter scored.
 
-Needs the `filter` extra (transformers, peft). Writes into `train/`: the adapter files
+Needs the `train` extra (transformers, peft, accelerate). Writes into `train/`: the adapter files
 (adapter_config.json, adapter_model.safetensors; `PeftModel.from_pretrained(base, "train")`), and
 `checkpoints/` while training, removed once the adapter is saved.
 """
@@ -151,8 +151,10 @@ class HFTrainer(Trainer):
         world_size = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate
         per_device, accumulation = batch_plan(self.batch_size, self.micro_batch_size, world_size)
         gpu = on_gpu(self.device)
-        # transformers 5.24 renamed gradient_checkpointing (older releases know only that name)
+        # names that moved between transformers releases: 4.x takes the warm-up share as
+        # warmup_ratio, 5.x as a fraction in warmup_steps; 5.24 renamed gradient_checkpointing
         fields = TrainingArguments.__dataclass_fields__
+        warmup = {"warmup_ratio" if "warmup_ratio" in fields else "warmup_steps": self.warmup_ratio}
         checkpointing = ("activation_checkpointing" if "activation_checkpointing" in fields
                          else "gradient_checkpointing")
         recompute = ({checkpointing: True, f"{checkpointing}_kwargs": {"use_reentrant": False}}
@@ -160,7 +162,7 @@ class HFTrainer(Trainer):
         return TrainingArguments(
             output_dir=str(checkpoints), max_steps=self.total_steps(num_samples),
             per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation,
-            learning_rate=self.lr, lr_scheduler_type="cosine", warmup_steps=self.warmup_ratio,
+            learning_rate=self.lr, lr_scheduler_type="cosine", **warmup,
             weight_decay=self.weight_decay, seed=self.seed, data_seed=self.seed,
             bf16=gpu and self.dtype == torch.bfloat16,
             fp16=gpu and self.dtype == torch.float16, use_cpu=not gpu,

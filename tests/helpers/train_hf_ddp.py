@@ -3,10 +3,11 @@
     python -m torch.distributed.run --nproc_per_node=2 tests/helpers/train_hf_ddp.py MODEL IMAGES OUT
 """
 import json
+import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for helpers
+sys.path[:0] = [str(Path(__file__).resolve().parents[n]) for n in (1, 2)]  # tests/, the checkout
 
 from helpers.hf_train import SAMPLES, TINY_LORA
 from mmgen.training.hf import HFTrainer
@@ -16,5 +17,5 @@ trainer = HFTrainer(model=model, lora=TINY_LORA, micro_batch_size=2, epochs=6, b
                     lr=1e-2, save_every_steps=5, log_every_steps=2, seed=0, device="cpu",
                     progress=False)
 stats = trainer.train(SAMPLES, Path(image_root), Path(train_dir), Path(train_dir) / "log.jsonl")
-if int(__import__("os").environ.get("RANK", "0")) == 0:
+if int(os.environ.get("RANK", "0")) == 0:
     (Path(train_dir) / "stats.json").write_text(json.dumps(stats))
