@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -160,6 +161,14 @@ def test_an_interrupted_run_resumes_to_the_same_adapter(models, image_root, tmp_
     assert (resumed / "checkpoints" / "checkpoint-3").is_dir()
     assert [r["step"] for r in read_log(resumed / "log.jsonl")] == [1, 2, 3, 4]
     monkeypatch.undo()
+
+    # another learning rate is another run: its checkpoint is not resumed, the curve restarts
+    changed = tmp_path / "changed"
+    shutil.copytree(resumed, changed)
+    stats = make_trainer(model, **{**options, "lr": 5e-3}).train(SAMPLES, image_root, changed,
+                                                                 changed / "log.jsonl")
+    assert stats["resumed_from_step"] == 0 and stats["steps"] == 6
+    assert [r["step"] for r in read_log(changed / "log.jsonl")] == [1, 2, 3, 4, 5, 6]
 
     stats = make_trainer(model, **options).train(SAMPLES, image_root, resumed,
                                                  resumed / "log.jsonl")

@@ -11,6 +11,7 @@ Needs the `train` extra (transformers, peft, accelerate). Writes into `train/`: 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from mmgen.scoring.hf import IGNORE_INDEX, HFScorer
 from mmgen.training import Trainer
 
 log = logging.getLogger(__name__)
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS, RUN_KEY = "checkpoints", "run_key.txt"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -65,7 +66,6 @@ class HFTrainer(Trainer):
         """Fine-tune a LoRA adapter on `samples`, resuming from train/checkpoints/ if present."""
         import transformers
         from transformers.trainer_callback import PrinterCallback
-        from transformers.trainer_utils import get_last_checkpoint
 
         if not samples:
             raise UserError("train: no training samples; check train.data and its file")
@@ -78,9 +78,8 @@ class HFTrainer(Trainer):
             model=model, args=args, train_dataset=list(samples),
             data_collator=AnswerOnlyCollator(encoder, image_root), callbacks=[LossLog(log_path)])
         trainer.remove_callback(PrinterCallback)  # LossLog logs each record instead
-        resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-        if resume:
-            log.info("resuming from %s", resume)
+        with args.main_process_first(desc="checkpoints"):  # rank 0 clears stale ones first
+            resume = self.checkpoint_to_resume(checkpoints, self.run_key(samples, image_root))
         started = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume)
         seconds = time.perf_counter() - started
@@ -99,6 +98,31 @@ class HFTrainer(Trainer):
                 "gradient_accumulation_steps": args.gradient_accumulation_steps,
                 "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "resumed_from_step": resumed_step}
+
+    def run_key(self, samples: Sequence[dict], image_root: Path) -> str:
+        """What a checkpoint must have been made with to be resumed: data, model, knobs."""
+        payload = json.dumps([list(samples), str(image_root), self.model_path, self.model_class,
+                              self.processor_path, str(self.dtype), self.max_image_side,
+                              self.lora, self.epochs, self.max_steps, self.batch_size, self.lr,
+                              self.seed, self.warmup_ratio, self.weight_decay],
+                             sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def checkpoint_to_resume(self, checkpoints: Path, run_key: str) -> str | None:
+        """The last checkpoint of this same run, or None; another run's checkpoints are removed."""
+        from transformers.trainer_utils import get_last_checkpoint
+
+        key_file = checkpoints / RUN_KEY
+        if checkpoints.is_dir() and (not key_file.is_file() or key_file.read_text() != run_key):
+            log.warning("%s holds checkpoints of another configuration or data; starting over",
+                        checkpoints)
+            shutil.rmtree(checkpoints)
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(run_key)
+        resume = get_last_checkpoint(str(checkpoints))
+        if resume:
+            log.info("resuming from %s", resume)
+        return resume
 
     def encoder(self) -> HFScorer:
         """The filter scorer's batch encoding, with the processor only (no second model)."""
@@ -260,7 +284,7 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 
 def batch_plan(batch_size: int, micro_batch_size: int | None, world_size: int) -> tuple[int, int]:
     """Per-device batch and accumulation steps that add up to `batch_size` samples per step,
-    so the optimizer sees the same batches on one GPU as on eight."""
+    so a step averages as many samples on one GPU as on eight."""
     per_device = micro_batch_size or -(-batch_size // world_size)
     if batch_size % (per_device * world_size):
         raise UserError(f"train.batch_size {batch_size} is not a multiple of "
