@@ -201,7 +201,9 @@ def _run_stage(cfg: DictConfig, stage: Stage, fingerprints: dict[str, str]) -> N
     if is_fresh(cfg, stage, print_):
         log.info("%s: up to date in %s", stage.name, out_dir(cfg))
         return
-    with stage_lock(cfg, stage.name):
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    ranks = stage.distributed and world > 1  # every rank joins in; each holds its own lock
+    with stage_lock(cfg, f"{stage.name}.rank{rank}" if ranks else stage.name):
         if is_fresh(cfg, stage, print_):  # made by the run we waited for
             log.info("%s: made by another run in %s", stage.name, out_dir(cfg))
             return
@@ -214,8 +216,9 @@ def _run_stage(cfg: DictConfig, stage: Stage, fingerprints: dict[str, str]) -> N
             stats = call(stage.compute, cfg, out_dir(cfg))
         seconds = time.perf_counter() - started
         log.info("%s: done in %.1f s", stage.name, seconds)
-        update_stats(cfg, stage.name, {**(stats or {}), "wall_s": round(seconds, 3)})
-        _mark_done(cfg, stage, print_)
+        if rank == 0 or not ranks:  # one record of the result
+            update_stats(cfg, stage.name, {**(stats or {}), "wall_s": round(seconds, 3)})
+            _mark_done(cfg, stage, print_)
 
 
 def _remove_temporaries(root: Path, outputs: tuple[str, ...]) -> None:

@@ -33,6 +33,7 @@ class Stage:
     validate: Names = ()  # run before any stage: checks that need no upstream result
     before: str | None = None  # run first; may do a shard job's slice and stop (StageStop)
     complete: str | None = None  # -> bool; False forces a rerun (work is left)
+    distributed: bool = False  # under torchrun/accelerate every rank computes it together
     version: int = 1  # bump by hand when the code changes what the stage computes
     code: Names = field(default=())  # further modules whose source shapes the result
 
@@ -79,10 +80,10 @@ STAGES: dict[str, Stage] = {stage.name: stage for stage in [
           keys=("export",), shared=False, code=("mmgen.modes",)),
     # the closed loop: train the target model on the data, score it and the base model
     Stage("train", "mmgen.train:compute", "mmgen.train:outputs", upstream="mmgen.train:upstream",
-          keys=("train", "seed"), inputs="mmgen.train:inputs", shared=False,
+          keys=("train", "seed"), inputs="mmgen.train:inputs", shared=False, distributed=True,
           validate=("mmgen.train:validate",),
           code=("mmgen.training", "mmgen.demo.trainer", "mmgen.training.hf",
-                "mmgen.demo.target_model")),
+                "mmgen.demo.target_model", "mmgen.scoring.hf")),
     Stage("evaluate", "mmgen.evaluate:compute", ("eval/predictions.jsonl", "eval/metrics.json"),
           upstream="mmgen.evaluate:upstream", inputs="mmgen.evaluate:inputs", shared=False,
           keys=EVAL_KEYS + ("evaluate.model", "evaluate.predictions"),

@@ -194,3 +194,18 @@ def test_speed_only_keys_never_change_a_fingerprint(tmp_path):
         assert runner.fingerprint(base, name) == runner.fingerprint(faster, name), name
     other = compose_config(["+experiment=demo", "train.lr=0.5"], tmp_path / "exp")
     assert runner.fingerprint(base, "train") != runner.fingerprint(other, "train")
+
+
+def test_a_distributed_stage_runs_on_every_rank_and_rank_0_records_it(tmp_path, toy, monkeypatch):
+    monkeypatch.setitem(STAGES, "b", dataclasses.replace(TOY["b"], distributed=True))
+    cfg = _config(tmp_path)
+    runner.run(cfg, "a")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    out = runner.run(cfg, "b")  # rank 1 computes b but records nothing: rank 0 does
+    assert not (out / ".mmgen" / "b.json").exists()
+    assert (out / ".mmgen" / "b.rank1.lock").exists()
+    monkeypatch.setenv("RANK", "0")
+    runner.run(cfg, "b")
+    assert (out / ".mmgen" / "b.json").exists()
+    assert _calls(tmp_path) == ["a", "b", "b"]
