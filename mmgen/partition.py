@@ -1,5 +1,6 @@
 """Stage 1, partition: split the reference set into keyword subgroups by CLIP zero-shot
-classification, and write `<out_dir>/task.json` (seed format, no candidates yet).
+classification, and write `<out_dir>/partition.json` (a seed-format task file, no candidates
+yet; retrieve adds them in task.json).
 
 The `refset` group reshapes the subgroups for the seed's ablations: full, imbalanced, small,
 no_partition. With `task_file` set, the file's subgroups are used as they are: a task file fixes
@@ -26,7 +27,7 @@ MISSING_SHOWN = 5  # missing image paths quoted in the error, beyond the count
 
 
 def run(cfg: DictConfig) -> Path:
-    """Bring task.json with the subgroups up to date; returns out_dir."""
+    """Bring partition.json with the subgroups up to date; returns out_dir."""
     return runner.run(cfg, "partition")
 
 
@@ -53,7 +54,7 @@ def input_files(cfg: DictConfig) -> list[Path]:
 
 
 def compute(cfg: DictConfig, work_dir: Path) -> dict:
-    """Write task.json and partition.json (the subgroups, no candidates yet) into work_dir."""
+    """Write partition.json (the subgroups, no candidates yet) into work_dir."""
     root = Path(cfg.dataset.root)
     keywords = list(cfg.dataset.keywords)
     if cfg.task_file:
@@ -81,8 +82,7 @@ def compute(cfg: DictConfig, work_dir: Path) -> dict:
     counts = {group["keyword"]: len(group["reference_sample_idx"]) for group in task["subgroups"]}
     log.info("partition (%s, refset=%s): %s", source, cfg.refset.name,
              ", ".join(f"{keyword}: {count}" for keyword, count in counts.items()))
-    for name in ("task.json", "partition.json"):  # partition.json stays as made: retrieve reads it
-        write_task(work_dir / name, task)
+    write_task(work_dir / "partition.json", task)  # one file per stage: retrieve writes task.json
     return {"source": source, "refset": cfg.refset.name, "samples": len(task["samples"]),
             "subgroup_sizes": counts}
 

@@ -21,12 +21,12 @@ def cache(tmp_path_factory) -> Path:
 
 
 def run_partition(root: Path, out: Path, cache: Path, *overrides: str) -> dict:
-    """Run the partition stage like the CLI would; returns task.json."""
+    """Run the partition stage like the CLI would; returns partition.json."""
     cfg = compose_config(["+experiment=demo", f"dataset.root={root}", *overrides], out)
     with open_dict(cfg):
         cfg.paths.cache_dir = str(cache)
     partition.run(cfg)
-    return load_task(out / "task.json")
+    return load_task(out / "partition.json")
 
 
 def sizes(task: dict) -> dict[str, int]:

@@ -283,23 +283,6 @@ def test_inputs_made_by_hand_are_never_overwritten(make_config, sources, tmp_pat
     assert (root / "reference.json").read_text() == "{}"
 
 
-def declare_prepare(monkeypatch) -> None:
-    """Register prepare upstream of partition, as mmgen/stages.py is to declare it."""
-    import dataclasses
-
-    from mmgen import stages
-
-    if "prepare" in stages.STAGES:
-        return
-    monkeypatch.setitem(stages.STAGES, "prepare", stages.Stage(
-        "prepare", "mmgen.prepare:compute", ("prepare.json",), keys=("dataset", "seed"),
-        inputs="mmgen.prepare:input_digests", shared=False, validate=("mmgen.prepare:validate",),
-        complete="mmgen.prepare:complete",
-        code=("mmgen.prepare_rows", "mmgen.prepare_files", "mmgen.prepare_select")))
-    monkeypatch.setitem(stages.STAGES, "partition", dataclasses.replace(
-        stages.STAGES["partition"], upstream="mmgen.prepare:partition_upstream"))
-
-
 DEMO_COUNTS = {"reference": {"bar": 4, "line": 3, "pie": 3},
                "eval": {"bar": 1, "line": 1, "pie": 1},
                "pool": {"bar": 8, "line": 6, "pie": 6, "map": 1, "noise": 1}}
@@ -329,7 +312,6 @@ def test_prepared_chartqa_runs_offline_up_to_generation(make_config, tmp_path, m
     root = tmp_path / "prepared"
     cfg = make_config("dataset=chartqa", f"dataset.root={root}", f"dataset.source.path={source}",
                       "clip=demo_tiny", "clip.num_workers=0", "backend=dry_run", "total_gen=12")
-    declare_prepare(monkeypatch)
     with pytest.raises(StageStop, match="dry run"):
         runner.run(cfg, "generate")  # prepare, partition, retrieve, prompts, generate
     assert load_eval_set(root / "eval.json")["samples"]
