@@ -8,7 +8,6 @@ raw bytes. Content hashes of the rows are computed once per dataset version and 
 """
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tqdm import tqdm
 
 from mmgen.errors import UserError
 from mmgen.pool.hashing import bytes_hash
+from mmgen.pool.hf_rows import cell_bytes, load
 from mmgen.pool.items import Listing, PoolSource, RowItem
 from mmgen.pool.store import write_npy
 
@@ -35,51 +35,6 @@ def parse(spec: str, root: Path) -> tuple[str, str, str]:
                         "id or a local folder, without ':')")
     local = Path(root) / path
     return (str(local.resolve()) if local.exists() else path), split or "train", column or "image"
-
-
-@functools.lru_cache(maxsize=8)
-def load(dataset: tuple[str, str, str]):
-    """The dataset's split with just the image column, images kept as undecoded bytes."""
-    try:
-        import datasets
-    except ImportError:
-        raise UserError("dataset.pool names a Hugging Face dataset (hf://...), which needs the "
-                        "datasets package: pip install -e '.[hf]'") from None
-
-    path, split, column = dataset
-    try:
-        table = datasets.load_dataset(path, split=split)
-    except Exception as err:  # noqa: BLE001  (missing files, no network, bad split: one message)
-        raise UserError(f"dataset.pool: could not load Hugging Face dataset '{path}' split "
-                        f"'{split}' ({type(err).__name__}: {err}). Offline, a hub id must be in "
-                        "the local Hugging Face cache; or point at a local folder") from None
-    if column not in table.column_names:
-        raise UserError(f"dataset.pool: Hugging Face dataset '{path}' split '{split}' has no "
-                        f"column '{column}'; its columns: {', '.join(table.column_names)}")
-    feature = table.features[column]
-    if isinstance(feature, datasets.Image):
-        table = table.cast_column(column, datasets.Image(decode=False))
-    elif getattr(feature, "dtype", None) not in ("binary", "large_binary"):
-        raise UserError(f"dataset.pool: column '{column}' of '{path}' holds {feature}, not "
-                        "images; name the image column: hf://PATH:SPLIT:COLUMN")
-    return table.select_columns([column])
-
-
-def _bytes(value, where: str) -> bytes:
-    """An image cell's bytes: raw bytes, or an Image feature's {bytes, path}."""
-    if isinstance(value, dict):
-        if value.get("bytes") is not None:
-            return value["bytes"]
-        if value.get("path"):
-            return Path(value["path"]).read_bytes()
-    if isinstance(value, bytes):
-        return value
-    raise OSError(f"{where}: no image bytes in this row")
-
-
-def row_bytes(dataset: tuple[str, str, str], row: int) -> bytes:
-    """The image bytes of one row."""
-    return _bytes(load(dataset)[row][dataset[2]], f"row {row}")
 
 
 class DatasetPool(PoolSource):
@@ -120,7 +75,7 @@ class DatasetPool(PoolSource):
                           unit="batch", disable=len(table) < 20 * HASH_BATCH):
             for offset, value in enumerate(table[start:start + HASH_BATCH][column]):
                 try:
-                    hashes.append(bytes_hash(_bytes(value, f"row {start + offset}")))
+                    hashes.append(bytes_hash(cell_bytes(value, f"row {start + offset}")))
                 except OSError:  # no bytes: hash the row's name, so it is skipped when read
                     hashes.append(bytes_hash(f"{self.spec}#{start + offset}".encode()))
         return hashes

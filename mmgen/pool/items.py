@@ -76,7 +76,7 @@ class RowItem:
     row: int
 
     def read_bytes(self) -> bytes:
-        from mmgen.pool.hf import row_bytes
+        from mmgen.pool.hf_rows import row_bytes
 
         return row_bytes(self.dataset, self.row)
 
