@@ -97,3 +97,18 @@ def test_a_dry_run_pipeline_stops_cleanly_after_writing_its_requests(tmp_path, d
     assert "Traceback" not in done.stderr
     assert (out / "requests.jsonl").stat().st_size > 0
     assert not (out / "data.json").exists() and not (out / "report.html").exists()
+
+
+def test_a_cached_rerun_in_a_new_process_lists_the_pool_once(demo_run, monkeypatch):
+    from mmgen.pool import folders, items
+
+    cfg, out, *_ = demo_run
+    listed = []
+    original = folders.FolderPool.list_all
+    monkeypatch.setattr(folders.FolderPool, "list_all",
+                        lambda self: listed.append(self.spec) or original(self))
+    monkeypatch.setattr(items, "_LISTINGS", {})  # as a new process starts
+    before = (out / "report.html").stat().st_mtime_ns
+    pipeline.run(cfg)
+    assert listed == [cfg.dataset.pool]
+    assert (out / "report.html").stat().st_mtime_ns == before
