@@ -57,13 +57,10 @@ class HFEvaluator(BatchEvaluator):
 
         self.processor = transformers.AutoProcessor.from_pretrained(self.processor_path)
         self.tokenizer.padding_side = "left"  # generated tokens must follow every prompt directly
-        model_class = transformers.AutoModelForImageTextToText
-        if self.model_class:
-            model_class = getattr(transformers, self.model_class, None)
-            if model_class is None:
-                raise UserError(f"evaluate.backend.model_class '{self.model_class}' is not a "
-                                f"class in transformers {transformers.__version__}")
-        model = model_class.from_pretrained(self.model_path, dtype=self.dtype)
+        from mmgen.scoring.checkpoints import model_class
+
+        model = model_class(self.model_class, "evaluate.backend.model_class").from_pretrained(
+            self.model_path, dtype=self.dtype)
         if self.trained:
             from peft import PeftModel
 

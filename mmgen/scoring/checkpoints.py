@@ -149,3 +149,15 @@ def validate_demo_scorer(scorer) -> None:
         raise UserError(f"filter.scorer.model '{scorer.model}': demo target model checkpoint "
                         f"not found (looked in '{path.resolve()}'); train one with "
                         "python -m mmgen.demo.train_target_model, or set it to null")
+
+
+def model_class(name: str | None, key: str):
+    """The transformers class `key` names (AutoModelForImageTextToText when null)."""
+    import transformers
+
+    if not name:
+        return transformers.AutoModelForImageTextToText
+    found = getattr(transformers, name, None)
+    if found is None:
+        raise UserError(f"{key} '{name}' is not a class in transformers {transformers.__version__}")
+    return found

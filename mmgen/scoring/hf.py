@@ -61,7 +61,7 @@ class HFScorer(Scorer):
             return
         import transformers
 
-        from mmgen.scoring.checkpoints import check_model_source
+        from mmgen.scoring.checkpoints import check_model_source, model_class
 
         check_model_source(self.model_path, "filter.scorer.model")
         check_model_source(self.processor_path, "filter.scorer.processor")
@@ -69,13 +69,8 @@ class HFScorer(Scorer):
         # answers are found from the right end of each row's real tokens; right padding also
         # keeps every row's positions as in an unpadded pass
         self.tokenizer.padding_side = "right"
-        model_class = transformers.AutoModelForImageTextToText
-        if self.model_class:
-            model_class = getattr(transformers, self.model_class, None)
-            if model_class is None:
-                raise ValueError(f"filter.scorer.model_class '{self.model_class}' is not a class "
-                                 f"in transformers {transformers.__version__}")
-        model = model_class.from_pretrained(self.model_path, dtype=self.dtype)
+        model = model_class(self.model_class, "filter.scorer.model_class").from_pretrained(
+            self.model_path, dtype=self.dtype)
         if self.adapter:
             from peft import PeftModel
 

@@ -136,19 +136,13 @@ class HFTrainer(Trainer):
 
     def base_model(self):
         """The model to adapt, loaded by `model_class` in the training dtype."""
-        import transformers
+        from mmgen.scoring.checkpoints import model_class
 
-        model_class = transformers.AutoModelForImageTextToText
-        if self.model_class:
-            model_class = getattr(transformers, self.model_class, None)
-            if model_class is None:
-                raise UserError(f"train.trainer.model_class '{self.model_class}' is not a class "
-                                f"in transformers {transformers.__version__}")
+        loader = model_class(self.model_class, "train.trainer.model_class")
         # straight onto this process's GPU: eight ranks do not each stage 14 GB in host memory
         device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))} if on_gpu(self.device) else None
         try:
-            return model_class.from_pretrained(self.model_path, dtype=self.dtype,
-                                               device_map=device_map)
+            return loader.from_pretrained(self.model_path, dtype=self.dtype, device_map=device_map)
         except OSError as err:
             raise UserError(f"train.trainer.model '{self.model_path}' could not be loaded: "
                             f"{err}") from err
