@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command, verbatim, as on a new user's machine: no seed reference files, no
 # browser on PATH, CI unset. The tests that need those must be skipped, each saying how to get
-# what it needs, and nothing may fail. It makes the checkout's .venv, which later steps reuse,
-# and records what it skipped ($CI_WORK/skipped.txt) for full_suite.sh.
+# what it needs, and nothing may fail. It adds the extras to the checkout's .venv (later steps
+# reuse it) and records what it skipped ($CI_WORK/skipped.txt) for full_suite.sh.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$REPO"
