@@ -140,7 +140,7 @@ def test_icl_sweep_runs_one_job_per_choice(tmp_path):
 def test_glob_sweep_runs_every_chartqa_experiment(tmp_path):
     task_path = make_task(tmp_path, [6, 5, 5], candidates=4)
     run_app("-m", "+experiment=glob(chartqa_*,exclude=chartqa_table_*)", f"task_file={task_path}",
-            "total_gen=30",
+            "total_gen=30", "dataset.eval=null",
             "check_images=false", f"hydra.sweep.dir={tmp_path / 'sweep'}",
             "hydra.sweep.subdir=${hydra.job.num}", f"paths.cache_dir={tmp_path / 'cache'}",
             cwd=tmp_path)
