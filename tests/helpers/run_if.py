@@ -42,8 +42,8 @@ def seed_reference_file(name: str) -> Path:
     folder = os.environ.get(SEED_REFERENCE_VAR, "")
     if not folder:
         missing(f"{SEED_REFERENCE_VAR} is unset, so the seed's real {name} is not tested",
-                f"set it to the folder holding the seed's task files (.ci/run sets "
-                f"{SEED_REFERENCE_VAR}=../shared/reference)")
+                "set it to the folder holding the seed's task files (ai2d_task_file.json, "
+                "spatial_map_task_file.json); .ci/run sets it to the seed's reference folder")
     path = Path(folder).expanduser() / name
     if not path.is_file():  # a folder was named on purpose: a wrong one is an error, not a skip
         pytest.fail(f"{SEED_REFERENCE_VAR}={folder} holds no {name}; point it at the folder "
