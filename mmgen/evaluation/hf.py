@@ -95,7 +95,7 @@ class HFEvaluator(BatchEvaluator):
         inputs = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
         inputs = {key: (value.to(self.device, self.dtype) if torch.is_floating_point(value)
                         else value.to(self.device)) for key, value in inputs.items()
-                  if torch.is_tensor(value)}
+                  if torch.is_tensor(value) and key != "token_type_ids"}  # generate() refuses
         pad_id = self.tokenizer.pad_token_id
         output = self.model.generate(**inputs, do_sample=False, max_new_tokens=self.max_new_tokens,
                                      pad_token_id=pad_id if pad_id is not None
