@@ -3,6 +3,8 @@ modules never name the demo, and nothing test-only ships in the package."""
 from __future__ import annotations
 
 import ast
+import functools
+import gc
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mmgen"
@@ -15,13 +17,25 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _parse(path: Path) -> ast.Module:
+    # CPython 3.11 can fail compile() with "AST constructor recursion depth mismatch" when the
+    # garbage collector finalises an object (a server coroutine an earlier test left) mid-parse
+    gc.collect()
+    gc.disable()
+    try:
+        return ast.parse(path.read_text())
+    finally:
+        gc.enable()
+
+
+@functools.lru_cache(maxsize=1)
 def import_graph() -> dict[str, set[str]]:
     """module -> the package modules it imports anywhere in its body."""
     sources = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in sources.items():
         targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(_parse(path)):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 targets |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
