@@ -20,29 +20,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, uninstalled
 
-from mmgen import CONF_DIR, evaluate
+from mmgen import evaluate
 from mmgen.contracts import iter_jsonl
+from mmgen.testing.config import compose_config
 
 
 def config(out: Path, *overrides: str):
     """The composed config for a run writing into `out`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(out)
-        HydraConfig().set_config(cfg)
-    GlobalHydra.instance().clear()
-    with open_dict(cfg):
-        cfg.paths.out_dir, cfg.paths.cache_dir = str(out), str(out / ".cache")
-    return cfg
+    return compose_config(list(overrides), out)
 
 
 def run(out: Path, overrides: list[str]) -> tuple[dict, dict[str, str]]:

@@ -30,29 +30,17 @@ import threading
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
-
 import mmgen.stage  # noqa: F401  (registers the config schema)
 from mmgen.contracts import iter_prompts, read_json
+from mmgen.testing.config import compose_config
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 SENT = 2000  # prompts the 150K RSS run actually sends (the rest are already in the log)
 
 
 def config(out: Path, *overrides: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(out)
-        HydraConfig().set_config(cfg)
-    GlobalHydra.instance().clear()
-    with open_dict(cfg):
-        cfg.paths.out_dir, cfg.paths.cache_dir = str(out), str(out / ".cache")
-    return cfg
+    """The composed config for a run writing into `out`."""
+    return compose_config(list(overrides), out)
 
 
 def start_stub(latency: float) -> tuple[subprocess.Popen, str]:

@@ -18,6 +18,7 @@ What each kind of file becomes:
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -109,20 +110,26 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def image_size(path: str | Path, *, name_for_errors: str | None = None,
-               max_pixels: int | None = None) -> tuple[int, int]:
-    """The upright (width, height) of the image at `path`, from its header; errors as open_image."""
-    name_for_errors = name_for_errors or f"image '{path}'"
+@contextlib.contextmanager
+def _read_errors(name_for_errors: str):
+    """Turn whatever reading an image raises into ImageError (or DecompressionBomb)."""
     try:
-        with Image.open(path) as opened:
-            _check_pixels(opened, name_for_errors, max_pixels)
-            return upright_size(opened)
+        yield
     except ImageError:
         raise
     except Image.DecompressionBombError as err:
         raise DecompressionBomb(name_for_errors, f"decompression bomb: {err}; skipped") from err
-    except Exception as err:  # corrupt headers raise many types; all mean unreadable
+    except Exception as err:  # corrupt files raise many types; all mean unreadable
         raise ImageError(name_for_errors, _reason(err)) from err
+
+
+def image_size(path: str | Path, *, name_for_errors: str | None = None,
+               max_pixels: int | None = None) -> tuple[int, int]:
+    """The upright (width, height) of the image at `path`, from its header; errors as open_image."""
+    name_for_errors = name_for_errors or f"image '{path}'"
+    with _read_errors(name_for_errors), Image.open(path) as opened:
+        _check_pixels(opened, name_for_errors, max_pixels)
+        return upright_size(opened)
 
 
 def open_image(path: str | Path | bytes, *, max_side: int | None = None, draft: bool = False,
@@ -138,7 +145,7 @@ def open_image(path: str | Path | bytes, *, max_side: int | None = None, draft: 
     """
     in_memory = isinstance(path, bytes)
     name_for_errors = name_for_errors or ("image (in memory)" if in_memory else f"image '{path}'")
-    try:
+    with _read_errors(name_for_errors):
         if (len(path) if in_memory else Path(path).stat().st_size) == 0:
             raise ImageError(name_for_errors, "empty file (0 bytes)")
         with Image.open(io.BytesIO(path) if in_memory else path) as opened:
@@ -153,9 +160,3 @@ def open_image(path: str | Path | bytes, *, max_side: int | None = None, draft: 
                 image = image.resize(size, Image.Resampling.LANCZOS)
             image.load()  # decode before the file closes
             return image
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as err:
-        raise DecompressionBomb(name_for_errors, f"decompression bomb: {err}; skipped") from err
-    except Exception as err:  # corrupt files raise many types; all mean unreadable
-        raise ImageError(name_for_errors, _reason(err)) from err
